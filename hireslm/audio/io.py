@@ -1,0 +1,138 @@
+"""Reading and writing audio files: float32, channels first, writes atomic.
+
+Everything soundfile (libsndfile) decodes is accepted: WAV, FLAC, OGG/Vorbis, OGG/Opus,
+MP3, AIFF and more. Arrays are ``(C, N)`` float32 numpy arrays throughout hireslm.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from hireslm.audio.errors import (
+    EmptyAudioError,
+    NonFiniteAudioError,
+    SilentAudioError,
+    UnreadableAudioError,
+)
+
+SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise floor
+
+# soundfile subtypes by user-facing name.
+SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """Header information (rate, channels, frames, format) without decoding the samples."""
+    try:
+        return sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types for bad files
+        raise UnreadableAudioError(f"{path}: cannot read audio header ({exc})") from exc
+
+
+def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarray, int]:
+    """Decode a whole file.
+
+    Returns:
+        wave: ``(C, N)`` float32, channels kept.
+        sample_rate: the file's rate in Hz.
+
+    Raises:
+        UnreadableAudioError, EmptyAudioError, NonFiniteAudioError (when ``check``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableAudioError(f"{path}: no such file")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise UnreadableAudioError(f"{path}: cannot decode audio ({exc})") from exc
+    wave = np.ascontiguousarray(data.T)
+    if check:
+        check_audio(wave, source=str(path))
+    return wave, int(sample_rate)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike, block_frames: int, overlap_frames: int = 0
+) -> Iterator[np.ndarray]:
+    """Stream a file in blocks of ``block_frames`` (the last may be shorter).
+
+    Consecutive blocks share ``overlap_frames`` samples. Memory stays bounded by one block,
+    whatever the file's length. Yields ``(C, n)`` float32 arrays.
+    """
+    if overlap_frames >= block_frames:
+        raise ValueError("overlap_frames must be smaller than block_frames")
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            for block in handle.blocks(
+                blocksize=block_frames, overlap=overlap_frames, dtype="float32", always_2d=True
+            ):
+                yield np.ascontiguousarray(block.T)
+    except sf.LibsndfileError as exc:
+        raise UnreadableAudioError(f"{path}: cannot decode audio ({exc})") from exc
+
+
+def check_audio(wave: np.ndarray, *, source: str = "audio", allow_silent: bool = True) -> None:
+    """Raise a clear error for empty or non-finite audio (and silent, unless allowed).
+
+    Args:
+        wave: ``(C, N)`` or ``(N,)`` samples.
+    """
+    if wave.size == 0:
+        raise EmptyAudioError(f"{source}: no samples")
+    if not np.isfinite(wave).all():
+        bad = int((~np.isfinite(wave)).sum())
+        raise NonFiniteAudioError(f"{source}: {bad} NaN or infinite samples")
+    if not allow_silent and is_silent(wave):
+        raise SilentAudioError(f"{source}: digital silence")
+
+
+def is_silent(wave: np.ndarray, threshold: float = SILENCE_THRESHOLD) -> bool:
+    """True when no sample's magnitude reaches ``threshold``."""
+    return wave.size == 0 or float(np.max(np.abs(wave))) < threshold
+
+
+def save_audio(
+    path: str | os.PathLike,
+    wave: np.ndarray,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+    format: str | None = None,
+) -> Path:
+    """Write ``(C, N)`` or ``(N,)`` audio atomically: a temp file beside it, then rename.
+
+    A reader never sees a half-written file, and a killed writer leaves no file at ``path``.
+    ``subtype`` is a soundfile subtype ("PCM_24", "VORBIS", ...) or a key of ``SUBTYPES``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = wave if wave.ndim == 1 else wave.T
+    subtype = SUBTYPES.get(subtype, subtype) if subtype else None
+    if subtype is None and path.suffix.lower() == ".opus":
+        subtype = "OPUS"
+    fmt = format or _format_from_suffix(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=fmt)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _format_from_suffix(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "opus": "OGG", "mp3": "MP3",
+               "aif": "AIFF", "aiff": "AIFF"}
+    if suffix not in formats:
+        raise ValueError(f"{path}: unsupported output format '.{suffix}'")
+    return formats[suffix]
