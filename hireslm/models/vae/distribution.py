@@ -1,0 +1,38 @@
+"""Diagonal Gaussian posterior of the mel VAE."""
+
+from __future__ import annotations
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+
+class DiagonalGaussian:
+    """A diagonal Gaussian over latents ``(B, C, L)``.
+
+    ``params`` holds mean and log-variance stacked on the channel axis: ``(B, 2C, L)``.
+    The log-variance is clamped to [-30, 20] so ``exp`` never overflows in bf16/fp32.
+    """
+
+    def __init__(self, params: torch.Tensor) -> None:
+        if params.dim() != 3 or params.shape[1] % 2:
+            raise ValueError(f"params must be (B, 2C, L), got {tuple(params.shape)}")
+        self.mean, logvar = params.chunk(2, dim=1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample ``(B, C, L)``; differentiable in mean and log-variance."""
+        noise = randn_tensor(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + self.std * noise
+
+    def mode(self) -> torch.Tensor:
+        """The mean ``(B, C, L)``."""
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL divergence to N(0, I), summed over channels and frames: ``(B,)``."""
+        return 0.5 * torch.sum(
+            self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar, dim=(1, 2)
+        )
