@@ -16,13 +16,36 @@ from hireslm.audio.io import (
     load_audio,
     save_audio,
 )
-from hireslm.audio.loudness import apply_gain, measure_loudness, normalize_loudness
+from hireslm.audio.loudness import (
+    LoudnessMeter,
+    apply_gain,
+    loudness_gain_db,
+    measure_loudness,
+    normalize_loudness,
+)
 from hireslm.audio.mel import STFT, AudioConfig, LogMelSpectrogram
 from hireslm.audio.resample import resample
 
 __all__ = [
-    "AudioConfig", "AudioError", "EmptyAudioError", "LogMelSpectrogram", "NonFiniteAudioError",
-    "STFT", "SilentAudioError", "UnreadableAudioError", "apply_gain", "audio_info", "check_audio",
-    "estimate_bandwidth", "is_silent", "iter_audio_blocks", "load_audio", "measure_loudness",
-    "normalize_loudness", "resample", "save_audio",
+    "AudioConfig",
+    "AudioError",
+    "EmptyAudioError",
+    "LogMelSpectrogram",
+    "LoudnessMeter",
+    "NonFiniteAudioError",
+    "STFT",
+    "SilentAudioError",
+    "UnreadableAudioError",
+    "apply_gain",
+    "audio_info",
+    "check_audio",
+    "estimate_bandwidth",
+    "is_silent",
+    "iter_audio_blocks",
+    "load_audio",
+    "loudness_gain_db",
+    "measure_loudness",
+    "normalize_loudness",
+    "resample",
+    "save_audio",
 ]

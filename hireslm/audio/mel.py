@@ -77,9 +77,14 @@ class LogMelSpectrogram(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.dim() == 3:
             wave = wave.squeeze(1)
+        num_frames = self.config.num_frames(wave.shape[-1])
+        min_samples = self.config.n_fft // 2 + 1
+        if wave.shape[-1] < min_samples:
+            # Reflect padding needs more than n_fft / 2 samples; zero-extend very short clips.
+            wave = torch.nn.functional.pad(wave, (0, min_samples - wave.shape[-1]))
         # The STFT runs in float32 even under autocast: bf16 FFTs lose the quiet bands.
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            mel = self.mel(wave.float())
+            mel = self.mel(wave.float())[..., :num_frames]
         return torch.log(torch.clamp(mel, min=self.config.log_floor))
 
 
