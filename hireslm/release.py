@@ -1,0 +1,227 @@
+"""Release folders: one ``<stage>.safetensors`` per stage, ``config.yaml`` and ``meta.json``.
+
+``config.yaml`` holds the audio front end under ``audio`` and, per stage, the model name, its
+constructor kwargs and stage extras (e.g. the VAE's ``latent_scale``, the DiT's objective);
+``meta.json`` records the package version and, per stage, git commit, steps, data hash and
+whatever else the trainer reports. Stages may come from different runs (``combine_releases``).
+All files are written atomically; loading is strict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+import hireslm
+from hireslm.audio import AudioConfig
+from hireslm.models import build_model
+
+CONFIG_FILE = "config.yaml"
+META_FILE = "meta.json"
+
+
+class ReleaseError(FileNotFoundError):
+    """A release folder, or a stage inside it, is missing or inconsistent."""
+
+
+def weights_path(release_dir: str | os.PathLike, stage: str) -> Path:
+    return Path(release_dir) / f"{stage}.safetensors"
+
+
+def save_stage(
+    release_dir: str | os.PathLike,
+    stage: str,
+    model: nn.Module,
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    audio: AudioConfig | Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``model``'s weights as ``<stage>.safetensors`` and record it in the release.
+
+    ``config.yaml[stage]`` becomes ``{"model": model_name, "kwargs": model_kwargs, **extra}``;
+    ``meta.json["stages"][stage]`` gets ``meta`` plus the git commit and weights hash.
+    ``audio`` (default: the standard front end) is written when given or when absent.
+    Other stages already in the folder are kept.
+    """
+    release_dir = Path(release_dir)
+    release_dir.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra or {})
+    if {"model", "kwargs"} & set(extra):
+        raise ValueError("extra must not override 'model' or 'kwargs'")
+    target = weights_path(release_dir, stage)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=release_dir)
+    os.close(fd)
+    try:
+        save_model(model, tmp_name, metadata={"stage": stage, "model": model_name})
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+    config = _read_config(release_dir)
+    if audio is not None or "audio" not in config:
+        config["audio"] = _audio_dict(audio)
+    config[stage] = {"model": model_name, "kwargs": _plain(model_kwargs), **_plain(extra)}
+    _write_text(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+
+    info = _read_meta(release_dir)
+    info["version"] = hireslm.__version__
+    info.setdefault("stages", {})[stage] = {
+        **_plain(meta or {}),
+        "git_commit": git_commit(),
+        "weights_sha256": _file_hash(target),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    _write_text(release_dir / META_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def load_release_config(release_dir: str | os.PathLike) -> DictConfig:
+    """The release's ``config.yaml`` as a read-only DictConfig."""
+    path = Path(release_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ReleaseError(f"{release_dir}: not a release folder (no {CONFIG_FILE})")
+    config = OmegaConf.load(path)
+    OmegaConf.set_readonly(config, True)
+    return config
+
+
+def load_stage(release_dir: str | os.PathLike, stage: str,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild ``stage``'s model from the release and load its weights strictly, in eval mode."""
+    config = load_release_config(release_dir)
+    if stage not in config:
+        present = sorted(k for k in config if k != "audio")
+        raise ReleaseError(
+            f"stage '{stage}' is not in release {release_dir} (it holds {present or 'no stage'})"
+        )
+    path = weights_path(release_dir, stage)
+    if not path.is_file():
+        raise ReleaseError(f"stage '{stage}': weights file {path} is missing")
+    entry = config[stage]
+    model = build_model(str(entry.model), entry.kwargs)
+    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    if missing or unexpected:  # strict=True raises first; kept for safetensors versions that don't
+        raise ReleaseError(f"{path}: missing {missing}, unexpected {unexpected}")
+    return model.to(device).eval()
+
+
+def read_meta(release_dir: str | os.PathLike) -> dict[str, Any]:
+    """The release's ``meta.json`` (empty dict when absent)."""
+    return _read_meta(Path(release_dir))
+
+
+def combine_releases(out_dir: str | os.PathLike, **sources: str | os.PathLike) -> Path:
+    """Assemble a release from stages of other releases: ``combine_releases(out, vae=a, dit=b)``.
+
+    Every source must hold its stage, and all sources must share one audio front end.
+    Writes into ``out_dir`` (created; stages already there but not named are kept).
+    """
+    if not sources:
+        raise ValueError("name at least one stage=source_dir")
+    out_dir = Path(out_dir)
+    audio = None
+    entries = {}
+    for stage, source in sources.items():
+        config = load_release_config(source)
+        if stage not in config or not weights_path(source, stage).is_file():
+            raise ReleaseError(f"stage '{stage}' is not in release {source}")
+        source_audio = OmegaConf.to_container(config.get("audio", {}))
+        if audio is not None and source_audio != audio:
+            raise ReleaseError(
+                f"stage '{stage}' from {source} uses a different audio front end: "
+                f"{source_audio} vs {audio}"
+            )
+        audio = source_audio
+        entries[stage] = (Path(source), OmegaConf.to_container(config[stage]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = _read_config(out_dir)
+    info = _read_meta(out_dir)
+    info["version"] = hireslm.__version__
+    for stage, (source, entry) in entries.items():
+        target = weights_path(out_dir, stage)
+        if weights_path(source, stage).resolve() != target.resolve():
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                            dir=out_dir)
+            os.close(fd)
+            shutil.copyfile(weights_path(source, stage), tmp_name)
+            os.replace(tmp_name, target)
+        config[stage] = entry
+        stage_meta = _read_meta(source).get("stages", {}).get(stage, {})
+        info.setdefault("stages", {})[stage] = {**stage_meta, "source": str(source.resolve())}
+    config["audio"] = audio
+    _write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+    _write_text(out_dir / META_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def git_commit() -> str | None:
+    """The source tree's commit hash, or None outside a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(hireslm.__file__).parent,
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _audio_dict(audio: AudioConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    if audio is None:
+        return AudioConfig().to_dict()
+    if isinstance(audio, AudioConfig):
+        return audio.to_dict()
+    return AudioConfig.from_dict(_plain(audio)).to_dict()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _read_config(release_dir: Path) -> dict[str, Any]:
+    path = release_dir / CONFIG_FILE
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+
+
+def _read_meta(release_dir: Path) -> dict[str, Any]:
+    path = release_dir / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,101 @@
+"""Resume checkpoints: ``accelerator.save_state`` into ``run_dir/checkpoints/step_XXXXXXX``.
+
+A checkpoint is written into a hidden temporary folder and renamed into place once complete,
+so a crash mid-save never leaves a folder that looks like a finished checkpoint. Only the
+main process creates, renames and prunes folders; every rank writes its own RNG state into
+the shared temporary folder because accelerate saves one per process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d{7,})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Finished checkpoints as ``(step, path)``, oldest first (temp folders are ignored)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> tuple[int, Path] | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: str | os.PathLike, step: int,
+                    keep_last: int) -> Path:
+    """Save the full training state at ``step`` atomically and keep the newest ``keep_last``.
+
+    Must be called on every process (accelerate gathers per-rank RNG states).
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    final = root / checkpoint_name(step)
+    tmp = root / f".{checkpoint_name(step)}.partial"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():  # same step saved twice (e.g. the divergence guard right after a save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _prune(root, keep_last)
+        logger.info("saved checkpoint %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    if keep_last <= 0:
+        return
+    found = list_checkpoints(root.parent)
+    for _, path in found[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON through a temp file and rename."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,119 @@
+"""Training data for every stage: paired (clean, degraded) datasets and their loaders.
+
+``cfg.data`` names a clean-speech manifest (JSONL) or folders to index on the fly, the crop
+length and the degradation chain; ``hireslm.data.dataset.PairedSpeechDataset`` makes the
+pairs. Relative paths resolve against the working directory, then the repository root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+import hireslm
+from hireslm.data.manifest import index_folders, read_manifest
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(hireslm.__file__).resolve().parents[1]
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` as given if it exists (or is absolute), else relative to the repository root."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = REPO_ROOT / path
+    return candidate if candidate.exists() else path
+
+
+def load_records(data: DictConfig, split: str) -> list[dict[str, Any]]:
+    """Clean-speech records for ``split`` ("train" or "valid").
+
+    From ``data.<split>_manifest`` when set; else ``data.train_manifest`` filtered by its
+    ``split`` field when records carry one; else every file under ``data.folders``.
+    """
+    manifest = data.get(f"{split}_manifest") or data.get("train_manifest")
+    if manifest:
+        records = read_manifest(resolve_path(manifest))
+        if any("split" in r for r in records) and not data.get(f"{split}_manifest"):
+            records = [r for r in records if r.get("split", "train") == split]
+    elif data.get("folders"):
+        records, failures = index_folders([resolve_path(f) for f in data.folders])
+        if failures:
+            logger.warning("%d unreadable files skipped under %s", len(failures),
+                           list(data.folders))
+    else:
+        raise ValueError("cfg.data needs train_manifest (JSONL) or folders to index")
+    if not records:
+        raise ValueError(f"no '{split}' records in the configured data ({manifest or 'folders'})")
+    return records
+
+
+def build_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset | None]:
+    """``(train, val)`` paired datasets from ``cfg.data`` (val is None when ``val_items`` is 0)."""
+    from hireslm.data.dataset import PairedSpeechDataset
+
+    data = cfg.data
+    chain = _chain_config(data.get("chain"))
+    seed = int(cfg.get("seed", 0))
+    train = PairedSpeechDataset(
+        load_records(data, "train"), segment_seconds=float(data.segment_seconds),
+        chain=chain, seed=seed,
+    )
+    val = None
+    if int(data.get("val_items", 0)) > 0:
+        val = PairedSpeechDataset(
+            load_records(data, "valid"),
+            segment_seconds=float(data.get("val_segment_seconds", data.segment_seconds)),
+            chain=chain, seed=seed + 1_000_003,
+        )
+    return train, val
+
+
+def make_loader(dataset: Dataset, cfg: DictConfig, shuffle: bool) -> DataLoader:
+    """A loader over ``dataset`` with ``cfg.train.batch_size``; accelerate shards it later."""
+    workers = int(cfg.data.get("num_workers", 0))
+    return DataLoader(
+        dataset,
+        batch_size=int(cfg.train.batch_size),
+        shuffle=shuffle,
+        drop_last=shuffle,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=bool(cfg.data.get("pin_memory", False)),
+    )
+
+
+def data_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """What the model was trained on, for ``meta.json``: sources and a hash of the manifest."""
+    data = cfg.data
+    info: dict[str, Any] = {"segment_seconds": float(data.segment_seconds)}
+    manifest = data.get("train_manifest")
+    if manifest:
+        path = resolve_path(manifest)
+        info["manifest"] = str(path)
+        info["manifest_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    else:
+        info["folders"] = [str(f) for f in data.get("folders", [])]
+    chain = data.get("chain")
+    if chain is not None:
+        text = json.dumps(_chain_config(chain), sort_keys=True, default=str)
+        info["chain_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    return info
+
+
+def _chain_config(chain: Any) -> Any:
+    """The degradation chain as a plain mapping (a YAML path is loaded)."""
+    if chain is None:
+        return None
+    if isinstance(chain, str):
+        return OmegaConf.to_container(OmegaConf.load(resolve_path(chain)), resolve=True)
+    return OmegaConf.to_container(chain, resolve=True) if OmegaConf.is_config(chain) else chain

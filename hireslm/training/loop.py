@@ -1,0 +1,277 @@
+"""The one training loop: ``fit(stage, cfg)`` over ``accelerate.Accelerator``.
+
+Every stage (VAE, DiT, vocoder) trains through here; the stage supplies models, optimizers,
+data and its own ``train_step`` (see ``hireslm.training.stage``). The loop owns precision,
+gradient accumulation, LR schedules, EMA, validation, logging, checkpoints, resume, the
+divergence guard and the final export of the EMA weights into a release folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from omegaconf import DictConfig, OmegaConf
+
+from hireslm.training.checkpointing import (
+    latest_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+    write_text_atomic,
+)
+from hireslm.training.ema import EMA
+from hireslm.training.schedules import build_scheduler
+from hireslm.training.stage import NonFiniteLossError, Stage, TrainingParts
+from hireslm.training.tracking import init_trackers, log_media, log_scalars, tracker_names
+
+logger = logging.getLogger(__name__)
+
+RELEASE_DIR = "release"
+
+
+class TrainState:
+    """The step counter, checkpointed with the rest of the state."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+def fit(stage: Stage, cfg: DictConfig) -> Path:
+    """Train ``stage`` per ``cfg`` (resuming from the run's latest checkpoint) and export.
+
+    Returns the release folder holding the exported EMA weights.
+    Raises ``NonFiniteLossError`` (after saving the last good state) if the loss diverges.
+    """
+    train = cfg.train
+    run_dir = Path(cfg.run_dir).resolve()
+    accelerator = Accelerator(
+        mixed_precision=str(train.get("mixed_precision", "no")),
+        gradient_accumulation_steps=int(train.get("grad_accum", 1)),
+        log_with=tracker_names(train.get("log_with")) or None,
+        project_dir=str(run_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(
+            find_unused_parameters=bool(train.get("find_unused_parameters", False)))],
+    )
+    set_seed(int(cfg.get("seed", 0)), device_specific=False)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    accelerator.wait_for_everyone()
+
+    parts = stage.build(cfg, accelerator)
+    stage.parts = parts  # the stage reads the prepared objects through this same instance
+    emas = _prepare(accelerator, parts, train)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        accelerator.load_state(str(latest[1]))
+        logger.info("resumed from %s at step %d", latest[1], state.step)
+    init_trackers(accelerator, cfg, run_dir)
+
+    max_steps = int(train.max_steps)
+    try:
+        _train(accelerator, stage, parts, emas, state, cfg, run_dir, max_steps)
+    except NonFiniteLossError:
+        logger.error("loss diverged at step %d; saving the last good state", state.step)
+        save_checkpoint(accelerator, run_dir, state.step, int(train.get("keep_last", 3)))
+        accelerator.end_training()
+        raise
+
+    release_dir = Path(train.get("export_dir") or run_dir / RELEASE_DIR)
+    stage.steps_done = state.step
+    if accelerator.is_main_process:
+        with _ema_weights(accelerator, parts, emas):
+            stage.export(release_dir)
+        logger.info("exported EMA weights after %d steps to %s", state.step, release_dir)
+    if train.get("write_weights_hash", False):
+        _write_weights_hash(accelerator, parts, run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return release_dir
+
+
+def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig) -> dict[str, EMA]:
+    """Prepare models/optimizers/loaders in place; build schedulers and EMAs."""
+    for name, model in parts.models.items():
+        parts.models[name] = accelerator.prepare_model(model)
+    for name, optimizer in parts.optimizers.items():
+        parts.optimizers[name] = accelerator.prepare_optimizer(optimizer)
+    parts.train_loader = accelerator.prepare_data_loader(parts.train_loader)
+    if parts.val_loader is not None:
+        parts.val_loader = accelerator.prepare_data_loader(parts.val_loader)
+    if len(parts.train_loader) == 0:
+        raise ValueError("the training data loader yields no batch: add data or lower batch_size")
+    for module in parts.frozen.values():
+        module.to(accelerator.device).eval().requires_grad_(False)
+    # The loop steps schedulers itself (once per update, not once per process as accelerate's
+    # wrapper would), so they are registered rather than prepared.
+    for name, optimizer in parts.optimizers.items():
+        scheduler = build_scheduler(
+            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+            warmup_steps=int(train.get("warmup_steps", 0)),
+            total_steps=int(train.get("schedule_steps") or train.max_steps),
+            decay=str(train.get("lr_decay", "cosine")),
+            min_ratio=float(train.get("min_lr_ratio", 0.0)),
+        )
+        parts.schedulers[name] = scheduler
+        accelerator.register_for_checkpointing(scheduler)
+    emas = {}
+    for name in parts.ema_models:
+        ema = EMA(accelerator.unwrap_model(parts.models[name]),
+                  decay=float(train.get("ema_decay", 0.999)),
+                  warmup_steps=int(train.get("ema_warmup", 0)))
+        accelerator.register_for_checkpointing(ema)
+        emas[name] = ema
+    return emas
+
+
+def _batches(accelerator: Accelerator, loader: Any, first_epoch: int,
+             skip: int) -> Iterator[tuple[int, Any]]:
+    """Endless ``(epoch, batch)`` stream, starting ``skip`` micro-batches into ``first_epoch``."""
+    epoch = first_epoch
+    while True:
+        loader.set_epoch(epoch)
+        source = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch in source:
+            yield epoch, batch
+        epoch, skip = epoch + 1, 0
+
+
+def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: dict[str, EMA],
+           state: TrainState, cfg: DictConfig, run_dir: Path, max_steps: int) -> None:
+    train = cfg.train
+    accum = int(train.get("grad_accum", 1))
+    log_every = int(train.get("log_every", 50))
+    val_every = int(train.get("val_every", 0))
+    ckpt_every = int(train.get("ckpt_every", 0))
+    keep_last = int(train.get("keep_last", 3))
+    if state.step >= max_steps:
+        logger.info("already at step %d >= max_steps %d; nothing to train", state.step, max_steps)
+        return
+    per_epoch = len(parts.train_loader)
+    done = state.step * accum
+    stream = _batches(accelerator, parts.train_loader, done // per_epoch, done % per_epoch)
+    sums: dict[str, float] = defaultdict(float)
+    counted, samples, tic = 0, 0, time.perf_counter()
+    models = list(parts.models.values())
+    for module in models:
+        module.train()
+    for _, batch in stream:
+        with accelerator.accumulate(*models):
+            values = stage.train_step(batch, state.step)
+        samples += _batch_size(batch) * accelerator.num_processes
+        for key, value in values.items():
+            sums[key] += float(value)
+        counted += 1
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        for name, ema in emas.items():
+            ema.update(accelerator.unwrap_model(parts.models[name]))
+        if state.step % log_every == 0 or state.step == max_steps:
+            elapsed = time.perf_counter() - tic
+            scalars = _reduce_mean(accelerator, {k: v / counted for k, v in sums.items()})
+            scalars.update({f"lr/{n}": s.get_last_lr()[0] for n, s in parts.schedulers.items()})
+            scalars["perf/steps_per_s"] = counted / accum / max(elapsed, 1e-9)
+            scalars["perf/samples_per_s"] = samples / max(elapsed, 1e-9)
+            log_scalars(accelerator, run_dir, {f"train/{k}" if "/" not in k else k: v
+                                               for k, v in scalars.items()}, state.step)
+            sums.clear()
+            counted, samples, tic = 0, 0, time.perf_counter()
+        if val_every and (state.step % val_every == 0 or state.step == max_steps):
+            _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
+            for module in models:
+                module.train()
+        if ckpt_every and (state.step % ckpt_every == 0 or state.step == max_steps):
+            save_checkpoint(accelerator, run_dir, state.step, keep_last)
+        if state.step >= max_steps:
+            break
+
+
+@torch.no_grad()
+def _validate(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
+              emas: dict[str, EMA], cfg: DictConfig, run_dir: Path, step: int) -> None:
+    """Average ``stage.validate`` over a few batches (EMA weights) and log it with media."""
+    if parts.val_loader is None:
+        return
+    num = int(cfg.train.get("val_batches", 2))
+    sums: dict[str, float] = defaultdict(float)
+    audio: dict[str, np.ndarray] = {}
+    images: dict[str, np.ndarray] = {}
+    count = 0
+    for module in parts.models.values():
+        module.eval()
+    with _ema_weights(accelerator, parts, emas):
+        for index, batch in enumerate(parts.val_loader):
+            if index >= num:
+                break
+            for key, value in stage.validate(batch).items():
+                if key.startswith("audio/") and index == 0:
+                    audio[f"val/{key[6:]}"] = np.asarray(value, dtype=np.float32)
+                elif key.startswith("image/") and index == 0:
+                    images[f"val/{key[6:]}"] = np.asarray(value)
+                elif not key.startswith(("audio/", "image/")):
+                    sums[key] += float(value)
+            count += 1
+    metrics = _reduce_mean(accelerator, {k: v / max(count, 1) for k, v in sums.items()})
+    log_scalars(accelerator, run_dir, {f"val/{k}": v for k, v in metrics.items()}, step)
+    sample_rate = int(cfg.get("audio", {}).get("sample_rate", 48000))
+    log_media(accelerator, audio, images, step, sample_rate)
+    logger.info("step %d validation: %s", step,
+                ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+
+
+def _ema_weights(accelerator: Accelerator, parts: TrainingParts, emas: dict[str, EMA]) -> ExitStack:
+    """A context holding every EMA'd model's averaged weights (live weights restored on exit)."""
+    stack = ExitStack()
+    for name, ema in emas.items():
+        stack.enter_context(ema.swapped_in(accelerator.unwrap_model(parts.models[name])))
+    return stack
+
+
+def _reduce_mean(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Average scalars over ranks (every rank must call this with the same keys)."""
+    if accelerator.num_processes == 1 or not values:
+        return dict(values)
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], device=accelerator.device,
+                          dtype=torch.float64)
+    tensor = accelerator.reduce(tensor, reduction="mean")
+    return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()))
+    return int(batch.shape[0]) if hasattr(batch, "shape") else 1
+
+
+def _write_weights_hash(accelerator: Accelerator, parts: TrainingParts, run_dir: Path) -> None:
+    """Each rank records a hash of its live weights (lets tests check DDP kept ranks equal)."""
+    digest = hashlib.sha256()
+    for name in sorted(parts.models):
+        model = accelerator.unwrap_model(parts.models[name])
+        for key, value in sorted(model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().float().numpy().tobytes())
+    write_json_atomic(run_dir / f"weights_rank{accelerator.process_index}.json",
+                      {"sha256": digest.hexdigest(), "rank": accelerator.process_index})

@@ -1,0 +1,113 @@
+"""Experiment tracking through accelerate's trackers, plus a plain ``metrics.jsonl`` per run.
+
+wandb runs offline unless an API key is present or the config names a mode, so a training
+run never needs the network. Media (audio, spectrogram images) go to the trackers that
+support them; scalars also go to ``run_dir/metrics.jsonl``, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate import Accelerator
+from omegaconf import DictConfig, OmegaConf
+
+logger = logging.getLogger(__name__)
+
+TRACKERS = ("wandb", "tensorboard")
+METRICS_FILE = "metrics.jsonl"
+
+
+def tracker_names(log_with: str | list[str] | None) -> list[str]:
+    """Normalise ``train.log_with`` (``none``, a name, or a list) to a list of tracker names."""
+    if log_with is None:
+        return []
+    names = [log_with] if isinstance(log_with, str) else list(log_with)
+    names = [name for name in names if name not in ("none", "")]
+    unknown = set(names) - set(TRACKERS)
+    if unknown:
+        raise ValueError(f"unknown trackers {sorted(unknown)}; expected some of {TRACKERS}")
+    return names
+
+
+def init_trackers(accelerator: Accelerator, cfg: DictConfig, run_dir: Path) -> None:
+    """Start the configured trackers (main process only, as accelerate does)."""
+    names = tracker_names(cfg.train.get("log_with"))
+    if not names:
+        return
+    init_kwargs: dict[str, dict[str, Any]] = {}
+    if "wandb" in names:
+        mode = cfg.train.get("wandb_mode") or ("online" if os.environ.get("WANDB_API_KEY")
+                                                else "offline")
+        init_kwargs["wandb"] = {"mode": mode, "dir": str(run_dir), "name": run_dir.name}
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    accelerator.init_trackers(str(cfg.get("project", "hireslm")), config=flat,
+                              init_kwargs=init_kwargs)
+
+
+def log_scalars(accelerator: Accelerator, run_dir: Path, values: Mapping[str, float],
+                step: int) -> None:
+    """Scalars to every tracker and to ``metrics.jsonl`` (main process writes)."""
+    if not values:
+        return
+    accelerator.log(dict(values), step=step)
+    if accelerator.is_main_process:
+        with open(run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}})
+                         + "\n")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.jsonl`` (empty when the run logged nothing)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def log_media(accelerator: Accelerator, audio: Mapping[str, np.ndarray],
+              images: Mapping[str, np.ndarray], step: int, sample_rate: int) -> None:
+    """Audio clips ``(N,)`` and grey images ``(H, W)`` uint8 to trackers that take media."""
+    if not accelerator.is_main_process or not (audio or images):
+        return
+    for tracker in accelerator.trackers:
+        if tracker.name == "wandb":
+            import wandb
+
+            payload: dict[str, Any] = {
+                key: wandb.Audio(clip, sample_rate=sample_rate) for key, clip in audio.items()
+            }
+            payload.update({key: wandb.Image(image) for key, image in images.items()})
+            tracker.tracker.log(payload, step=step)
+        elif tracker.name == "tensorboard":
+            writer = tracker.tracker
+            for key, clip in audio.items():
+                writer.add_audio(key, clip[None, :], step, sample_rate=sample_rate)
+            for key, image in images.items():
+                writer.add_image(key, image, step, dataformats="HW")
+
+
+def mel_image(mel: np.ndarray) -> np.ndarray:
+    """Log-mel ``(n_mels, T)`` -> uint8 ``(n_mels, T)`` image, low frequencies at the bottom."""
+    lo, hi = float(np.percentile(mel, 1)), float(mel.max())
+    scaled = (np.clip(mel, lo, hi) - lo) / max(hi - lo, 1e-6)
+    return np.ascontiguousarray((scaled[::-1] * 255).astype(np.uint8))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"a.b": value}`` with lists as strings (trackers want scalars)."""
+    if isinstance(tree, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    key = prefix.rstrip(".")
+    if isinstance(tree, (int, float, str, bool)) or tree is None:
+        return {key: tree}
+    return {key: str(tree)}
