@@ -37,6 +37,7 @@ __all__ = [
     "SilentAudioError",
     "UnreadableAudioError",
     "apply_gain",
+    "atomic_audio_writer",
     "audio_info",
     "check_audio",
     "estimate_bandwidth",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,14 +107,33 @@ def save_audio(
     subtype: str | None = None,
     format: str | None = None,
 ) -> Path:
-    """Write ``(C, N)`` or ``(N,)`` audio atomically: a temp file beside it, then rename.
+    """Write ``(C, N)`` or ``(N,)`` audio atomically (see ``atomic_audio_writer``).
 
-    A reader never sees a half-written file, and a killed writer leaves no file at ``path``.
     ``subtype`` is a soundfile subtype ("PCM_24", "VORBIS", ...) or a key of ``SUBTYPES``.
+    """
+    channels = 1 if wave.ndim == 1 else wave.shape[0]
+    with atomic_audio_writer(path, sample_rate, channels, subtype=subtype, format=format) as out:
+        out.write(wave if wave.ndim == 1 else wave.T)
+    return Path(path)
+
+
+@contextmanager
+def atomic_audio_writer(
+    path: str | os.PathLike,
+    sample_rate: int,
+    channels: int,
+    *,
+    subtype: str | None = None,
+    format: str | None = None,
+) -> Iterator[sf.SoundFile]:
+    """Open a ``soundfile.SoundFile`` on a temp file beside ``path``; rename it into place
+    when the block exits cleanly, delete it otherwise.
+
+    A reader never sees a half-written file, and a killed writer leaves nothing at ``path``.
+    Write ``(n, C)`` frames to the yielded handle.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = wave if wave.ndim == 1 else wave.T
     subtype = SUBTYPES.get(subtype, subtype) if subtype else None
     if subtype is None and path.suffix.lower() == ".opus":
         subtype = "OPUS"
@@ -121,12 +141,14 @@ def save_audio(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=fmt)
+        with sf.SoundFile(
+            tmp_name, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt
+        ) as handle:
+            yield handle
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _format_from_suffix(path: Path) -> str:
