@@ -13,9 +13,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hireslm.models.vae import MelVAE
+from hireslm.models.vocoder import (
+    HiFiGANVocoder,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    VocosVocoder,
+)
 
 MODELS: dict[str, type[nn.Module]] = {
     "mel_vae": MelVAE,
+    "vocos": VocosVocoder,
+    "hifigan": HiFiGANVocoder,
+    "mpd": MultiPeriodDiscriminator,
+    "mrd": MultiResolutionDiscriminator,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -36,15 +37,17 @@ class ResBlock1d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(torch.nn.functional.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(torch.nn.functional.silu(self.norm2(h))))
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
 
 class ConvNeXtBlock1d(nn.Module):
-    """ConvNeXt block over time ``(B, C, T) -> (B, C, T)``.
+    """ConvNeXt block over time on channels-last sequences ``(B, T, C) -> (B, T, C)``.
 
     Depthwise conv, LayerNorm over channels, pointwise MLP (GELU), layer scale, residual.
+    The depthwise conv runs as a ``(1, k)`` conv2d on a channels-last view of ``(B, T, C)``:
+    on CPU that is two orders of magnitude faster than a grouped conv1d, and it needs no copy.
     """
 
     def __init__(
@@ -52,7 +55,10 @@ class ConvNeXtBlock1d(nn.Module):
         layer_scale_init: float | None = None,
     ) -> None:
         super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.dwconv = nn.Conv2d(dim, dim, (1, kernel_size), padding=(0, kernel_size // 2),
+                                groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, intermediate_dim)
         self.act = nn.GELU()
@@ -63,11 +69,21 @@ class ConvNeXtBlock1d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.dwconv(x).transpose(1, 2)  # (B, T, C)
+        h = depthwise_conv_time(self.dwconv, x)
         h = self.pwconv2(self.act(self.pwconv1(self.norm(h))))
         if self.gamma is not None:
             h = h * self.gamma
-        return x + h.transpose(1, 2)
+        return x + h
+
+
+def depthwise_conv_time(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a ``(1, k)`` conv2d along time to channels-last ``(B, T, C)`` -> ``(B, T, C)``."""
+    # (B, T, C) viewed as (B, C, 1, T) is already channels_last memory; with the (tiny) weight
+    # channels_last too, oneDNN takes its fast depthwise path.
+    x = x.contiguous().permute(0, 2, 1).unsqueeze(2)
+    weight = conv.weight.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return y.squeeze(2).permute(0, 2, 1)
 
 
 def check_mel_input(mel: torch.Tensor, n_mels: int, name: str = "mel") -> None:
