@@ -106,6 +106,18 @@ def test_index_reports_bad_files_without_crashing(indexed):
     assert "corrupt.wav" in errors["corrupt.wav"]
 
 
+def test_speaker_rules(corpus):
+    records, _ = index_folders([corpus["root"] / "bob"], speaker_from="grandparent")
+    assert {Path(r["path"]).name: r["speaker"] for r in records} == {
+        "c.ogg": corpus["root"].name, "d.flac": "bob"}
+    records, _ = index_folders([corpus["root"] / "alice"], speaker_from="stem-prefix")
+    assert [r["speaker"] for r in records] == ["a", "b"]
+    records, _ = index_folders([corpus["root"] / "alice"], speaker_from=lambda p: None)
+    assert all("speaker" not in r for r in records)
+    with pytest.raises(ValueError, match="speaker_from"):
+        index_folders([corpus["root"]], speaker_from="folder")
+
+
 def test_parallel_index_matches_serial(corpus, indexed):
     records, failures = index_folders([corpus["root"]], workers=2, speaker_from="parent")
     assert records == indexed[0]

@@ -1,6 +1,7 @@
 """``hireslm data``: build manifests from folders, fetch the demo data.
 
-    hireslm data index DIR... -o manifest.jsonl [--workers N] [--speaker-from parent|none]
+    hireslm data index DIR... -o manifest.jsonl [--workers N]
+                         [--speaker-from parent|grandparent|stem-prefix|none]
                          [--min-bandwidth HZ] [--split-by none|speaker|file]
     hireslm data fetch-demo OUT_DIR [--extras] [--workers N] [--min-bandwidth HZ]
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from hireslm.data.demo import DEFAULT_MIN_BANDWIDTH_HZ, DemoDataError, fetch_demo
 from hireslm.data.manifest import (
+    SPEAKER_RULES,
     assign_splits,
     filter_records,
     index_folders,
@@ -34,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     index.add_argument("-o", "--output", type=Path, required=True, help="manifest to write")
     index.add_argument("--workers", type=int, default=_default_workers(),
                        help="parallel processes (default: CPU count)")
-    index.add_argument("--speaker-from", choices=("parent", "none"), default="none",
-                       help="'parent': the file's folder name is its speaker id")
+    index.add_argument("--speaker-from", choices=sorted(SPEAKER_RULES), default="none",
+                       help="speaker id: 'parent' folder (VCTK, EARS), 'grandparent' folder "
+                            "(LibriTTS-R), 'stem-prefix' = file name up to '_' (DAPS)")
     index.add_argument("--min-bandwidth", type=float, default=None, metavar="HZ",
                        help="keep only files whose measured bandwidth reaches HZ")
     index.add_argument("--min-duration", type=float, default=None, metavar="S",

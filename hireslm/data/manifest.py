@@ -42,6 +42,31 @@ ANALYSIS_BLOCK_SECONDS = 30.0
 MAX_ANALYSIS_SECONDS = 600.0
 
 
+def _no_speaker(path: Path) -> str | None:
+    return None
+
+
+def _parent(path: Path) -> str | None:
+    return path.parent.name
+
+
+def _grandparent(path: Path) -> str | None:
+    return path.parent.parent.name
+
+
+def _stem_prefix(path: Path) -> str | None:
+    return path.stem.split("_", 1)[0]
+
+
+# How to read a speaker id from a file's path, by name (``--speaker-from``).
+SPEAKER_RULES: dict[str, Callable[[Path], str | None]] = {
+    "none": _no_speaker,
+    "parent": _parent,
+    "grandparent": _grandparent,
+    "stem-prefix": _stem_prefix,
+}
+
+
 def find_audio_files(
     dirs: Sequence[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> list[Path]:
@@ -171,21 +196,22 @@ def index_folders(
     """Index every audio file under ``dirs`` (recursively, in parallel).
 
     Args:
-        speaker_from: ``"parent"`` (the file's folder name is the speaker, as in VCTK/EARS),
-            ``"none"``, or a function from path to speaker id (or None).
+        speaker_from: a key of ``SPEAKER_RULES`` (``"parent"``: the file's folder, as in
+            VCTK/EARS; ``"grandparent"``: LibriTTS-R's speaker/chapter/file; ``"stem-prefix"``:
+            the file name up to its first ``_``, as in DAPS ``f1_script1_clean.wav``;
+            ``"none"``), or a function from path to speaker id (or None).
     Returns:
         (records, failures) as in ``index_files``.
     """
-    paths = find_audio_files(dirs, extensions)
-    if speaker_from == "none":
-        speakers = None
-    elif speaker_from == "parent":
-        speakers = {str(p): p.parent.name for p in paths}
-    elif callable(speaker_from):
-        speakers = {str(p): s for p in paths if (s := speaker_from(p)) is not None}
+    if callable(speaker_from):
+        speaker_of = speaker_from
+    elif speaker_from in SPEAKER_RULES:
+        speaker_of = SPEAKER_RULES[speaker_from]
     else:
-        raise ValueError(f"speaker_from must be 'parent', 'none' or a function, "
+        raise ValueError(f"speaker_from must be one of {sorted(SPEAKER_RULES)} or a function, "
                          f"got {speaker_from!r}")
+    paths = find_audio_files(dirs, extensions)
+    speakers = {str(p): s for p in paths if (s := speaker_of(p)) is not None}
     logger.info("indexing %d files from %d folder(s) with %d worker(s)",
                 len(paths), len(dirs), workers)
     return index_files(paths, workers=workers, speakers=speakers)
