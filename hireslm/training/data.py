@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 import hireslm
+from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -58,22 +59,30 @@ def load_records(data: DictConfig, split: str) -> list[dict[str, Any]]:
 
 
 def build_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset | None]:
-    """``(train, val)`` paired datasets from ``cfg.data`` (val is None when ``val_items`` is 0)."""
-    from hireslm.data.dataset import PairedSpeechDataset
+    """``(train, val)`` paired datasets from ``cfg.data`` (val is None when ``val_items`` is 0).
 
+    ``data.length`` sets the virtual epoch size of the training set (random crops drawn per
+    ``(seed, epoch, index)``); validation uses fixed centre crops of ``val_items`` items.
+    """
     data = cfg.data
-    chain = _chain_config(data.get("chain"))
+    common: dict[str, Any] = {
+        "sample_rate": int(cfg.get("audio", {}).get("sample_rate", 48000)),
+        "chain_config": _chain_config(data.get("chain")),
+        "noise": _optional_path(data.get("noise_manifest")),
+        "rirs": _optional_path(data.get("rir_manifest")),
+        "min_bandwidth_hz": float(data.get("min_bandwidth_hz", 0.0)),
+    }
     seed = int(cfg.get("seed", 0))
     train = PairedSpeechDataset(
-        load_records(data, "train"), segment_seconds=float(data.segment_seconds),
-        chain=chain, seed=seed,
+        load_records(data, "train"), float(data.segment_seconds), seed=seed,
+        length=data.get("length"), **common,
     )
     val = None
     if int(data.get("val_items", 0)) > 0:
         val = PairedSpeechDataset(
             load_records(data, "valid"),
-            segment_seconds=float(data.get("val_segment_seconds", data.segment_seconds)),
-            chain=chain, seed=seed + 1_000_003,
+            float(data.get("val_segment_seconds") or data.segment_seconds),
+            seed=seed + 1, length=int(data.val_items), validation=True, **common,
         )
     return train, val
 
@@ -87,7 +96,8 @@ def make_loader(dataset: Dataset, cfg: DictConfig, shuffle: bool) -> DataLoader:
         shuffle=shuffle,
         drop_last=shuffle,
         num_workers=workers,
-        persistent_workers=workers > 0,
+        # Workers are recreated each epoch so they see the dataset's new epoch (set_epoch).
+        persistent_workers=False,
         pin_memory=bool(cfg.data.get("pin_memory", False)),
     )
 
@@ -108,6 +118,10 @@ def data_fingerprint(cfg: DictConfig) -> dict[str, Any]:
         text = json.dumps(_chain_config(chain), sort_keys=True, default=str)
         info["chain_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     return info
+
+
+def _optional_path(path: str | None) -> Path | None:
+    return resolve_path(path) if path else None
 
 
 def _chain_config(chain: Any) -> Any:

@@ -150,6 +150,10 @@ def _batches(accelerator: Accelerator, loader: Any, first_epoch: int,
     epoch = first_epoch
     while True:
         loader.set_epoch(epoch)
+        # accelerate forwards the epoch to the sampler only; paired datasets draw crops per
+        # (seed, epoch, index), so they need it too.
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(epoch)
         source = accelerator.skip_first_batches(loader, skip) if skip else loader
         for batch in source:
             yield epoch, batch

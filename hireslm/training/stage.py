@@ -9,6 +9,7 @@ weights swapped in, and ``export`` with the EMA weights at the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,8 +71,10 @@ class StageBase:
         self.parts: TrainingParts | None = None
         self.steps_done = 0  # set by the loop before export
 
-    def step_optimizer(self, name: str, loss: torch.Tensor, model: nn.Module) -> None:
-        """Backward ``loss``; on a sync step clip, step ``name``'s optimizer and scheduler.
+    def step_optimizer(self, name: str, loss: torch.Tensor,
+                       parameters: Iterable[nn.Parameter]) -> None:
+        """Backward ``loss``; on a sync step clip ``parameters``, step ``name``'s optimizer and
+        scheduler.
 
         Raises ``NonFiniteLossError`` on every rank when any rank's loss is NaN/inf, before
         the gradients touch the weights.
@@ -82,7 +85,7 @@ class StageBase:
         if self.accelerator.sync_gradients:
             max_norm = float(self.cfg.train.get("grad_clip", 0.0) or 0.0)
             if max_norm > 0:
-                self.accelerator.clip_grad_norm_(model.parameters(), max_norm)
+                self.accelerator.clip_grad_norm_(parameters, max_norm)
             optimizer.step()
             if not getattr(optimizer, "step_was_skipped", False):
                 self.parts.schedulers[name].step()

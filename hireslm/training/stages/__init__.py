@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from hireslm.training.stages.vae import VAEStage
+from hireslm.training.stages.vocoder import VocoderStage
 
 STAGES: dict[str, type] = {
     "vae": VAEStage,
+    "vocoder": VocoderStage,
 }
 
-__all__ = ["STAGES", "VAEStage"]
+__all__ = ["STAGES", "VAEStage", "VocoderStage"]

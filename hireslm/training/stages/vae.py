@@ -73,7 +73,7 @@ class VAEStage(StageBase):
         rec = multiscale_mel_l1_loss(recon, mel)
         kl = kl_loss(posterior.kl().float(), posterior.mean[0].numel())
         loss = rec + float(self.cfg.vae.kl_weight) * kl
-        self.step_optimizer("vae", loss, vae)
+        self.step_optimizer("vae", loss, vae.parameters())
         return {"loss": loss.item(), "mel_l1": F.l1_loss(recon.detach(), mel).item(),
                 "kl": kl.item()}
 

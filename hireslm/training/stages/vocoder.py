@@ -1,0 +1,160 @@
+"""Vocoder stage: a GAN with multi-period + multi-resolution discriminators.
+
+Generator loss: ``mel_weight * multi-scale mel L1 + adv_weight * adversarial +
+fm_weight * feature matching`` (the adversarial terms start at ``gan_start_step``); the
+discriminators step first on the detached output, then the generator steps, both inside one
+``train_step``. The generator is ``MODELS[cfg.model.name]`` ("vocos" or "hifigan") built
+from ``cfg.model[cfg.model.name]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from hireslm.audio import AudioConfig, LogMelSpectrogram
+from hireslm.models import build_model
+from hireslm.models.vocoder import (
+    MultiScaleMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from hireslm.release import save_stage
+from hireslm.training.data import build_datasets, data_fingerprint, make_loader
+from hireslm.training.stage import StageBase, TrainingParts
+from hireslm.training.tracking import mel_image
+
+DISCRIMINATORS = ("mpd", "mrd")
+
+
+class VocoderStage(StageBase):
+    """Trains a mel -> 48 kHz vocoder on clean speech.
+
+    Args:
+        datasets: optional ``(train, val)`` datasets of ``{"clean": (1, S), ...}`` items;
+            by default built from ``cfg.data``.
+    """
+
+    name = "vocoder"
+
+    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
+        super().__init__()
+        self.datasets = datasets
+
+    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts:
+        self.cfg, self.accelerator = cfg, accelerator
+        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
+        self.mel = LogMelSpectrogram(self.audio)
+        self.mel_loss = MultiScaleMelLoss(self.audio.sample_rate,
+                                          **dict(cfg.vocoder.get("mel_loss", {})))
+        self.model_name = str(cfg.model.name)
+        self.model_kwargs = cfg.model[self.model_name]
+        generator = build_model(self.model_name, self.model_kwargs)
+        if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
+            raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
+                             f"{self.audio.hop_length}")
+        discs = {name: build_model(name, cfg.discriminators[name]) for name in DISCRIMINATORS}
+        optim = cfg.optim
+        betas = tuple(optim.get("betas", (0.8, 0.99)))
+        opt_g = torch.optim.AdamW(generator.parameters(), lr=float(optim.lr), betas=betas,
+                                  weight_decay=float(optim.get("weight_decay", 0.0)))
+        opt_d = torch.optim.AdamW(
+            itertools.chain(*(d.parameters() for d in discs.values())),
+            lr=float(optim.get("lr_disc", optim.lr)), betas=betas,
+            weight_decay=float(optim.get("weight_decay", 0.0)),
+        )
+        train_set, val_set = self.datasets or build_datasets(cfg)
+        return TrainingParts(
+            models={"generator": generator, **discs},
+            optimizers={"generator": opt_g, "discriminator": opt_d},
+            train_loader=make_loader(train_set, cfg, shuffle=True),
+            val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
+            ema_models=("generator",),
+            frozen={"mel": self.mel, "mel_loss": self.mel_loss},
+        )
+
+    def _discriminate(self, discs: dict[str, nn.Module],
+                      wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        logits, fmaps = [], []
+        for name in DISCRIMINATORS:
+            sub_logits, sub_fmaps = discs[name](wave)
+            logits += sub_logits
+            fmaps += sub_fmaps
+        return logits, fmaps
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        models, cfg = self.parts.models, self.cfg.vocoder
+        real = batch["clean"].squeeze(1)  # (B, S)
+        mel = self.mel(real)
+        fake = models["generator"](mel)[..., : real.shape[-1]]
+        use_gan = step >= int(cfg.get("gan_start_step", 0))
+        kind = str(cfg.get("gan_loss", "hinge"))
+        out: dict[str, float] = {}
+        batch_size = real.shape[0]
+
+        if use_gan:
+            # Real and fake in one forward: DDP expects one forward per backward.
+            both = torch.cat([real, fake.detach()], dim=0)
+            logits, _ = self._discriminate(models, both)
+            loss_d = discriminator_loss([x[:batch_size].float() for x in logits],
+                                        [x[batch_size:].float() for x in logits], kind)
+            self.step_optimizer("discriminator", loss_d,
+                                [p for n in DISCRIMINATORS for p in models[n].parameters()])
+            out["loss_d"] = loss_d.item()
+
+        loss_mel = self.mel_loss(fake, real)
+        loss_g = float(cfg.mel_weight) * loss_mel
+        if use_gan:
+            # The generator's adversarial pass runs the plain (unwrapped) discriminators with
+            # frozen weights: no gradient reaches them and DDP sees no second forward.
+            plain = {n: self.accelerator.unwrap_model(models[n]) for n in DISCRIMINATORS}
+            for module in plain.values():
+                module.requires_grad_(False)
+            try:
+                logits, fmaps = self._discriminate(plain, torch.cat([real, fake], dim=0))
+                adv = generator_adversarial_loss([x[batch_size:].float() for x in logits], kind)
+                fm = feature_matching_loss([[f[:batch_size] for f in m] for m in fmaps],
+                                           [[f[batch_size:] for f in m] for m in fmaps])
+            finally:
+                for module in plain.values():
+                    module.requires_grad_(True)
+            loss_g = loss_g + float(cfg.adv_weight) * adv + float(cfg.fm_weight) * fm
+            out.update(adv=adv.item(), fm=fm.item())
+        self.step_optimizer("generator", loss_g, models["generator"].parameters())
+        out.update(loss_g=loss_g.item(), mel=loss_mel.item())
+        return out
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        generator = self.accelerator.unwrap_model(self.parts.models["generator"])
+        real = batch["clean"].squeeze(1)
+        mel = self.mel(real)
+        fake = generator(mel)[..., : real.shape[-1]].float()
+        fake_mel = self.mel(fake)
+        return {
+            "mel_l1": F.l1_loss(fake_mel, mel).item(),
+            "multiscale_mel": self.mel_loss(fake, real).item(),
+            "audio/real": real[0].cpu().numpy(),
+            "audio/vocoded": fake[0].cpu().numpy(),
+            "image/mel_real": mel_image(mel[0].cpu().numpy()),
+            "image/mel_vocoded": mel_image(fake_mel[0].cpu().numpy()),
+        }
+
+    def export(self, release_dir: Path) -> None:
+        generator = self.accelerator.unwrap_model(self.parts.models["generator"])
+        save_stage(
+            release_dir, "vocoder", generator, self.model_name, self.model_kwargs,
+            meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
+                  "run_dir": str(self.cfg.run_dir)},
+            audio=self.audio,
+        )
+
