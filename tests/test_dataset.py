@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hireslm.audio import load_audio, measure_loudness, resample, save_audio
+from hireslm.audio import estimate_bandwidth, load_audio, measure_loudness, resample, save_audio
+from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset, read_segment
 from hireslm.data.manifest import index_files, write_manifest
 
+CONFIGS = Path(__file__).parent.parent / "configs"
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "librivox").glob("*.flac"))
 SR = 48000
 
@@ -42,6 +45,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert not failures
     write_manifest(root / "clean.jsonl", records)
     files["manifest"] = root / "clean.jsonl"
+    # A real recording used as the noise source (speech over speech, like a TV in the room).
+    noise, _ = load_audio(EXAMPLES[4])
+    noise_path = save_audio(root / "noise" / "noise.flac", noise, sr)
+    noise_records, _ = index_files([noise_path])
+    files["noise"] = write_manifest(root / "noise.jsonl", noise_records)
     return files
 
 
@@ -157,10 +165,45 @@ def _batches(ds: PairedSpeechDataset, workers: int) -> list[dict[str, torch.Tens
     return list(loader)
 
 
+NOISE_AND_LOWPASS = {
+    "stages": [{"name": "noise", "prob": 1.0, "choices": {"noise": 1.0}},
+               {"name": "bandlimit", "prob": 1.0, "choices": {"lowpass": 1.0}}],
+    "params": {"noise": {"snr_db": {"uniform": [0.0, 10.0]}, "file_prob": 1.0},
+               "lowpass": {"cutoff_hz": {"uniform": [3000.0, 6000.0]},
+                           "family": "butterworth", "order": 8}},
+}
+
+
+def test_chain_makes_the_degraded_partner(corpus):
+    kwargs = dict(chain_config=NOISE_AND_LOWPASS, noise=corpus["noise"], seed=11,
+                  min_bandwidth_hz=16000, return_info=True, length=4)
+    ds, again = _ds(corpus, **kwargs), _ds(corpus, **kwargs)
+    for i in range(len(ds)):
+        item = ds[i]
+        clean, degraded = item["clean"].numpy(), item["degraded"].numpy()
+        assert degraded.shape == clean.shape == (1, SR) and degraded.dtype == np.float32
+        assert estimate_bandwidth(clean, SR) > 16000
+        assert estimate_bandwidth(degraded, SR) < 7000
+        applied = json.loads(item["applied"])
+        assert [step["name"] for step in applied][:2] == ["noise", "lowpass"]
+        assert applied[0]["params"]["noise_file"] == str(corpus["noise"].parent / "noise"
+                                                         / "noise.flac")
+        same = again[i]
+        assert torch.equal(same["clean"], item["clean"])
+        assert torch.equal(same["degraded"], item["degraded"])
+
+
 def test_worker_processes_give_the_same_batches(corpus):
-    ds = _ds(corpus, seed=7, segment_seconds=0.5)
+    # The repository's full training chain, babble from the clean speech itself.
+    chain = load_config(CONFIGS / "degradations.yaml")
+    ds = _ds(corpus, seed=7, segment_seconds=0.5, chain_config=chain, noise=corpus["noise"],
+             babble=corpus["manifest"])
     serial, parallel = _batches(ds, 0), _batches(ds, 2)
     assert len(serial) == len(parallel) == 2
     for a, b in zip(serial, parallel, strict=True):
         assert a["clean"].shape == (3, 1, SR // 2)
         assert torch.equal(a["clean"], b["clean"]) and torch.equal(a["degraded"], b["degraded"])
+    if ds.chain is not None:
+        changed = [not torch.equal(c, d) for batch in serial
+                   for c, d in zip(batch["clean"], batch["degraded"], strict=True)]
+        assert sum(changed) >= 3  # the chain fires on most items

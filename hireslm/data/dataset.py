@@ -25,6 +25,7 @@ from hireslm.audio import (
     normalize_loudness,
     resample,
 )
+from hireslm.data.chain import DegradationChain
 from hireslm.data.manifest import filter_records, read_manifest
 
 # A crop quieter than this is mostly pause; training tries another crop instead.
@@ -42,6 +43,10 @@ def _as_records(source: Records) -> list[dict[str, Any]]:
     if isinstance(source, (str, os.PathLike)):
         return read_manifest(source)
     return [dict(r) for r in source]
+
+
+def _paths_of(source: Records | None) -> list[str]:
+    return [str(r["path"]) for r in _as_records(source)] if source is not None else []
 
 
 def read_segment(path: str, start: int, frames: int) -> np.ndarray:
@@ -91,7 +96,9 @@ class PairedSpeechDataset(Dataset):
         segment_seconds: crop length in seconds.
         sample_rate: output rate (Hz).
         chain_config: mapping for ``DegradationChain.from_config``; None for no degradation.
-        noise, rirs: manifest records or paths of noise / room impulse response files.
+        noise, rirs, babble: manifest records or paths of noise, room impulse response and
+            babble-talker (speech) files for the chain; without them it synthesises noise and
+            rooms and never picks babble.
         min_bandwidth_hz: clean files with smaller measured ``bandwidth_hz`` are dropped.
         seed: base seed of every item.
         length: virtual epoch size; default the number of clean files.
@@ -111,6 +118,7 @@ class PairedSpeechDataset(Dataset):
         chain_config: Mapping[str, Any] | None = None,
         noise: Records | None = None,
         rirs: Records | None = None,
+        babble: Records | None = None,
         min_bandwidth_hz: float = 0.0,
         seed: int = 0,
         length: int | None = None,
@@ -156,11 +164,9 @@ class PairedSpeechDataset(Dataset):
         self.epoch = 0
         self.chain = None
         if chain_config is not None:
-            from hireslm.data.chain import DegradationChain
-            noise_files = [str(r["path"]) for r in _as_records(noise)] if noise else []
-            rir_files = [str(r["path"]) for r in _as_records(rirs)] if rirs else []
             self.chain = DegradationChain.from_config(
-                chain_config, noise_files=noise_files, rir_files=rir_files
+                chain_config, noise_files=_paths_of(noise), rir_files=_paths_of(rirs),
+                babble_files=_paths_of(babble),
             )
 
     @property
