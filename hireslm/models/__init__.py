@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from hireslm.models.dit import DiT
 from hireslm.models.vae import MelVAE
 from hireslm.models.vocoder import (
     HiFiGANVocoder,
@@ -22,6 +23,7 @@ from hireslm.models.vocoder import (
 
 MODELS: dict[str, type[nn.Module]] = {
     "mel_vae": MelVAE,
+    "dit": DiT,
     "vocos": VocosVocoder,
     "hifigan": HiFiGANVocoder,
     "mpd": MultiPeriodDiscriminator,
