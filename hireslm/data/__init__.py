@@ -1,0 +1,1 @@
+"""Training data: manifests, degradations, the random chain, the paired dataset."""
