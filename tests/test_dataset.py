@@ -10,7 +10,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hireslm.audio import estimate_bandwidth, load_audio, measure_loudness, resample, save_audio
+from hireslm.audio import (
+    UnreadableAudioError,
+    estimate_bandwidth,
+    load_audio,
+    measure_loudness,
+    resample,
+    save_audio,
+)
 from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset, read_segment
 from hireslm.data.manifest import index_files, write_manifest
@@ -149,6 +156,17 @@ def test_read_segment_pads_outside_the_file(corpus):
     assert np.all(seg[:, :10] == 0) and np.array_equal(seg[:, 10:], wave[:, :20])
     seg = read_segment(str(corpus["narrow16"]), n - 5, 10)
     assert np.array_equal(seg[:, :5], wave[:, -5:]) and np.all(seg[:, 5:] == 0)
+
+
+def test_stale_or_broken_files_give_clear_errors(corpus, tmp_path):
+    with pytest.raises(UnreadableAudioError, match="manifest says 44100 Hz"):
+        read_segment(str(corpus["narrow16"]), 0, 10, expected_rate=44100)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + bytes(64))
+    record = {"path": str(broken), "duration": 1.0, "frames": 16000, "sample_rate": 16000,
+              "channels": 1}
+    with pytest.raises(UnreadableAudioError, match="broken.wav"):
+        PairedSpeechDataset([record], 0.5)[0]
 
 
 def test_bad_arguments_are_rejected(corpus):

@@ -49,22 +49,31 @@ def _paths_of(source: Records | None) -> list[str]:
     return [str(r["path"]) for r in _as_records(source)] if source is not None else []
 
 
-def read_segment(path: str, start: int, frames: int) -> np.ndarray:
+def read_segment(
+    path: str, start: int, frames: int, expected_rate: int | None = None
+) -> np.ndarray:
     """Frames ``[start, start + frames)`` of a file as ``(C, frames)`` float32, seeking
     rather than decoding the whole file; the parts outside the file are zeros.
 
     Raises:
-        UnreadableAudioError, NonFiniteAudioError.
+        UnreadableAudioError (also when the file's rate is not ``expected_rate``, i.e. the
+        manifest is stale), NonFiniteAudioError.
     """
     try:
         with sf.SoundFile(path) as handle:
             channels, total = handle.channels, handle.frames
+            if expected_rate is not None and handle.samplerate != expected_rate:
+                raise UnreadableAudioError(
+                    f"{path}: manifest says {expected_rate} Hz but the file is "
+                    f"{handle.samplerate} Hz; re-index it")
             out = np.zeros((channels, frames), dtype=np.float32)
             lo, hi = max(start, 0), min(start + frames, total)
             if hi > lo:
                 handle.seek(lo)
                 data = handle.read(hi - lo, dtype="float32", always_2d=True)
                 out[:, lo - start:lo - start + data.shape[0]] = data.T
+    except UnreadableAudioError:
+        raise
     except Exception as exc:  # libsndfile raises several types for corrupt files
         raise UnreadableAudioError(f"{path}: cannot decode audio ({exc})") from exc
     if not np.isfinite(out).all():
@@ -236,7 +245,7 @@ class PairedSpeechDataset(Dataset):
         start_in = int(math.floor(start_out * sr_in / self.sample_rate))
         need_in = int(math.ceil(segment * sr_in / self.sample_rate))
         margin = int(math.ceil(RESAMPLE_MARGIN_SECONDS * sr_in)) if sr_in != self.sample_rate else 0
-        raw = read_segment(path, start_in - margin, need_in + 2 * margin)
+        raw = read_segment(path, start_in - margin, need_in + 2 * margin, sr_in)
         if self.mono:
             raw = raw.mean(axis=0, keepdims=True)
         wave = resample(raw, sr_in, self.sample_rate)
