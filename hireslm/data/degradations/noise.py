@@ -1,0 +1,119 @@
+"""Additive noise at a given SNR: recorded noise, synthetic coloured noise, or babble."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hireslm.data.degradations._common import check_wave, fit_length, match_channels, power
+
+# Spectral exponent alpha of 1/f^alpha power spectra by name.
+NOISE_COLORS: dict[str, float] = {
+    "white": 0.0,
+    "pink": 1.0,
+    "brown": 2.0,
+    "blue": -1.0,
+    "violet": -2.0,
+}
+
+
+def colored_noise(
+    channels: int, length: int, sample_rate: int, rng: np.random.Generator, alpha: float = 0.0
+) -> np.ndarray:
+    """Gaussian noise with power spectrum ``~ 1 / f**alpha``, unit RMS, ``(channels, length)``.
+
+    White Gaussian noise is shaped in the frequency domain; the DC bin is zeroed and bins below
+    20 Hz are held at the 20 Hz level so brown noise does not turn into a slow drift.
+    """
+    if length <= 0 or channels <= 0:
+        raise ValueError(f"need positive channels and length, got {channels}, {length}")
+    white = rng.standard_normal((channels, length))
+    spectrum = np.fft.rfft(white, axis=-1)
+    freqs = np.fft.rfftfreq(length, d=1.0 / sample_rate)
+    shape = np.maximum(freqs, 20.0) ** (-alpha / 2.0)
+    shape[0] = 0.0
+    shaped = np.fft.irfft(spectrum * shape, n=length, axis=-1)
+    rms = np.sqrt(np.mean(shaped**2, axis=-1, keepdims=True))
+    return (shaped / np.maximum(rms, 1e-12)).astype(np.float32)
+
+
+def mix_at_snr(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``wave + g * noise`` with ``g`` such that ``10 log10(P_wave / P_(g*noise)) == snr_db``.
+
+    Powers are means over all channels and samples. A silent ``wave`` has no defined SNR and
+    is returned unchanged; a silent ``noise`` cannot reach any SNR and raises.
+    """
+    signal_power = power(wave)
+    if signal_power == 0.0:
+        return wave.copy()
+    noise_power = power(noise)
+    if noise_power == 0.0:
+        raise ValueError("noise is silent: no gain reaches the requested SNR")
+    gain = np.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (wave.astype(np.float64) + gain * noise).astype(np.float32)
+
+
+def noise(
+    wave: np.ndarray,
+    sample_rate: int,
+    rng: np.random.Generator,
+    *,
+    snr_db: float,
+    noise: np.ndarray | None = None,
+    noise_sample_rate: int | None = None,
+    color: str | float = "white",
+) -> np.ndarray:
+    """Add noise at ``snr_db``.
+
+    Args:
+        wave: ``(C, N)`` float32.
+        noise: a recorded noise ``(C', M)`` or ``(M,)``; looped/cropped at a random offset and
+            resampled from ``noise_sample_rate`` (default ``sample_rate``). ``None``: synthetic
+            noise of ``color`` (a name in ``NOISE_COLORS`` or the exponent alpha itself).
+    Returns:
+        ``(C, N)`` float32.
+    """
+    wave = check_wave(wave, sample_rate, "noise")
+    channels, length = wave.shape
+    if noise is None:
+        if isinstance(color, str) and color not in NOISE_COLORS:
+            raise ValueError(f"unknown noise color {color!r}; known: {sorted(NOISE_COLORS)}")
+        alpha = NOISE_COLORS[color] if isinstance(color, str) else float(color)
+        source = colored_noise(channels, length, sample_rate, rng, alpha)
+    else:
+        source = fit_length(noise, noise_sample_rate or sample_rate, length, sample_rate, rng)
+        source = match_channels(source, channels)
+    return mix_at_snr(wave, source, snr_db)
+
+
+def babble(
+    wave: np.ndarray,
+    sample_rate: int,
+    rng: np.random.Generator,
+    *,
+    snr_db: float,
+    talkers: Sequence[np.ndarray],
+    talkers_sample_rate: int | None = None,
+) -> np.ndarray:
+    """Add babble: the sum of several speech signals, each at equal level, at ``snr_db``.
+
+    Args:
+        wave: ``(C, N)`` float32.
+        talkers: speech signals ``(C', M)`` or ``(M,)``, all at ``talkers_sample_rate``
+            (default ``sample_rate``); each is looped/cropped at its own random offset.
+    """
+    wave = check_wave(wave, sample_rate, "babble")
+    if len(talkers) == 0:
+        raise ValueError("babble needs at least one talker")
+    channels, length = wave.shape
+    mixture = np.zeros((channels, length), dtype=np.float64)
+    for talker in talkers:
+        piece = fit_length(talker, talkers_sample_rate or sample_rate, length, sample_rate, rng)
+        piece = match_channels(piece, channels)
+        level = power(piece)
+        if level > 0.0:
+            mixture += piece / np.sqrt(level)
+    if not mixture.any():
+        raise ValueError("babble: every talker is silent")
+    return mix_at_snr(wave, mixture, snr_db)
