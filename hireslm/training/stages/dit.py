@@ -1,0 +1,139 @@
+"""Latent DiT stage: denoise clean VAE latents conditioned on the degraded audio's latents.
+
+A FROZEN VAE from a release (``dit.vae_release``) encodes the clean and degraded mels on the
+fly (posterior means, multiplied by the release's ``latent_scale``), or the latents come
+precomputed from ``data.latent_cache`` (``train/cache_latents.py``). The training objective is
+``build_objective(cfg.objective)``; validation samples with a few steps and reports the
+latent MSE and the mel L1 after decoding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
+
+from hireslm.audio import AudioConfig, LogMelSpectrogram
+from hireslm.diffusion.objectives import build_objective
+from hireslm.diffusion.sampling import sample
+from hireslm.models import build_model
+from hireslm.release import load_release_config, load_stage, save_stage
+from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
+from hireslm.training.latents import LatentCacheDataset, encode_pair, vae_identity
+from hireslm.training.stage import StageBase, TrainingParts
+from hireslm.training.tracking import mel_image
+
+COND_SOURCE = "vae_mean(mel(degraded)) * latent_scale"
+
+
+class DiTStage(StageBase):
+    """Trains ``MODELS[cfg.model.name]`` (the DiT) on VAE latents.
+
+    Args:
+        datasets: optional ``(train, val)`` datasets (paired waves or cached latents);
+            by default built from ``cfg.data``.
+    """
+
+    name = "dit"
+
+    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
+        super().__init__()
+        self.datasets = datasets
+
+    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts:
+        self.cfg, self.accelerator = cfg, accelerator
+        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
+        self.mel = LogMelSpectrogram(self.audio)
+        vae_release = resolve_path(cfg.dit.vae_release)
+        self.vae = load_stage(vae_release, "vae")
+        self.vae_id = vae_identity(vae_release)
+        self.latent_scale = float(load_release_config(vae_release).vae.latent_scale)
+        model = build_model(str(cfg.model.name), cfg.model.kwargs)
+        channels = self.vae.latent_channels
+        if (model.latent_channels, model.cond_channels) != (channels, channels):
+            raise ValueError(
+                f"DiT latent/cond channels ({model.latent_channels}, {model.cond_channels}) "
+                f"must equal the VAE's latent channels {channels} ({vae_release})"
+            )
+        self.objective = build_objective(OmegaConf.to_container(cfg.objective, resolve=True))
+        optim = cfg.optim
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
+            weight_decay=float(optim.get("weight_decay", 0.0)),
+        )
+        if self.datasets is not None:
+            train_set, val_set = self.datasets
+        elif cfg.data.get("latent_cache"):
+            train_set = LatentCacheDataset(
+                resolve_path(cfg.data.latent_cache), expect_vae=self.vae_id,
+                crop_frames=cfg.data.get("crop_frames"), seed=int(cfg.get("seed", 0)),
+            )
+            _, val_set = build_datasets(cfg)
+        else:
+            train_set, val_set = build_datasets(cfg)
+        return TrainingParts(
+            models={"dit": model},
+            optimizers={"dit": optimizer},
+            train_loader=make_loader(train_set, cfg, shuffle=True),
+            val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
+            ema_models=("dit",),
+            frozen={"vae": self.vae, "mel": self.mel},
+        )
+
+    def _latents(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled clean and condition latents ``(B, C, L)`` from waves or cached latents."""
+        if "z_clean" in batch:
+            return batch["z_clean"].float(), batch["z_cond"].float()
+        return encode_pair(self.vae, self.mel, batch, self.latent_scale)
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        dit = self.parts.models["dit"]
+        z_clean, z_cond = self._latents(batch)
+        loss = self.objective.loss(dit, z_clean, z_cond)
+        self.step_optimizer("dit", loss, dit.parameters())
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        dit = self.accelerator.unwrap_model(self.parts.models["dit"])
+        z_clean, z_cond = self._latents(batch)
+        generator = torch.Generator(device=z_cond.device).manual_seed(int(self.cfg.get("seed", 0)))
+        sampling = self.cfg.get("sampling", {})
+        z_pred = sample(
+            dit, self.objective, z_cond, int(self.cfg.dit.get("val_steps", 8)),
+            generator=generator, scheduler=sampling.get("scheduler"),
+            latent_channels=self.vae.latent_channels,
+        ).float()
+        mel_pred = self.vae.decode(z_pred / self.latent_scale).float()
+        mel_clean = self.vae.decode(z_clean / self.latent_scale).float()
+        mel_cond = self.vae.decode(z_cond / self.latent_scale).float()
+        return {
+            "latent_mse": F.mse_loss(z_pred, z_clean).item(),
+            "latent_mse_input": F.mse_loss(z_cond, z_clean).item(),
+            "mel_l1": F.l1_loss(mel_pred, mel_clean).item(),
+            "mel_l1_input": F.l1_loss(mel_cond, mel_clean).item(),
+            "image/mel_restored": mel_image(mel_pred[0].cpu().numpy()),
+            "image/mel_clean": mel_image(mel_clean[0].cpu().numpy()),
+            "image/mel_degraded": mel_image(mel_cond[0].cpu().numpy()),
+        }
+
+    def export(self, release_dir: Path) -> None:
+        dit = self.accelerator.unwrap_model(self.parts.models["dit"])
+        save_stage(
+            release_dir, "dit", dit, str(self.cfg.model.name), self.cfg.model.kwargs,
+            extra={
+                "objective": self.cfg.objective,
+                "sampling": self.cfg.get("sampling", {}),
+                "cond": COND_SOURCE,
+                "vae_latent_scale": self.latent_scale,
+                "vae_sha256": self.vae_id,
+            },
+            meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
+                  "run_dir": str(self.cfg.run_dir), "vae_release": str(self.cfg.dit.vae_release)},
+            audio=self.audio,
+        )

