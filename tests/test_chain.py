@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hireslm.audio import load_audio
+from hireslm.audio import load_audio, resample, save_audio
 from hireslm.config import load_config
 from hireslm.data.chain import DegradationChain, make_safe, sample_param
 
@@ -96,8 +96,6 @@ def test_reverb_records_the_room_or_the_file(speech_48k, tmp_path):
     assert len(params["room_dims_m"]) == 3 and params["max_order"] <= 10
     rir = np.zeros(4000, dtype=np.float32)
     rir[100], rir[900] = 1.0, 0.3
-    from hireslm.audio import save_audio
-
     rir_path = save_audio(tmp_path / "rir.wav", rir, SR, subtype="float")
     measured = DegradationChain.from_config(config, rir_files=[rir_path])
     out, applied = measured(speech_48k, SR, np.random.default_rng(0))
@@ -118,13 +116,13 @@ def test_apply_named_draws_the_rest_from_the_config(chain, speech_48k):
     assert out.shape == speech_48k.shape
     with pytest.raises(ValueError, match="unknown degradation"):
         chain.apply_named("vinyl", speech_48k, SR, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown parameters"):
+        chain.apply_named("gain", speech_48k, SR, np.random.default_rng(0), gian_db=1.0)
     with pytest.raises(ValueError, match="cannot apply"):
         chain.apply_named("resample", speech_48k, SR, np.random.default_rng(0), low_rate=96000)
 
 
 def test_cutoffs_are_kept_below_nyquist(speech_48k):
-    from hireslm.audio import resample
-
     low = resample(speech_48k, SR, 16000)
     config = one_stage("lowpass", {"cutoff_hz": 20000.0, "family": "butterworth", "order": 8})
     out, applied = DegradationChain.from_config(config)(low, 16000, np.random.default_rng(0))
@@ -179,6 +177,8 @@ def test_config_errors():
         DegradationChain.from_config(bad_prob)
     with pytest.raises(ValueError, match="stages"):
         DegradationChain.from_config({"params": {}})
+    with pytest.raises(ValueError, match=r"unknown parameters \['snr'\]"):
+        DegradationChain.from_config(one_stage("noise", {"snr": 3.0}))
     # The config file itself loads through hireslm.config (base + overrides).
     config = load_config(CONFIG, ["params.gain.gain_db=-3.0"])
     assert DegradationChain.from_config(config).params["gain"]["gain_db"] == -3.0

@@ -181,4 +181,6 @@ def test_resource_manifest_and_param_errors(clean_tree, tmp_path, librivox_files
     assert [s["name"] for s in steps] == ["noise", "gain"]
     assert steps[0]["params"]["snr_db"] == 3 and steps[1]["params"]["gain_db"] == -2
     assert run_cli(clean_tree, tmp_path / "y", "--kind", "gain", "--param", "oops") == 1
+    assert run_cli(clean_tree, tmp_path / "y", "--kind", "gain", "--param", "gian_db=1") == 1
+    assert not (tmp_path / "y").exists()  # refused before any file was touched
     assert run_cli(tmp_path / "missing", tmp_path / "z", "--kind", "gain") == 1

@@ -9,7 +9,13 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from hireslm.audio import EmptyAudioError, NonFiniteAudioError, estimate_bandwidth, load_audio
+from hireslm.audio import (
+    EmptyAudioError,
+    NonFiniteAudioError,
+    estimate_bandwidth,
+    load_audio,
+    resample,
+)
 from hireslm.data.degradations import DEGRADATIONS, colored_noise, simulate_rir
 from hireslm.data.degradations.codecs import MP3_UNTAGGED_DELAY, _mp3_compression_level
 from hireslm.data.degradations.filters import FILTER_FAMILIES
@@ -279,8 +285,6 @@ CODEC_CASES = [
 @pytest.mark.parametrize(("name", "params"), CODEC_CASES)
 @pytest.mark.parametrize("rate", [48000, 44100, 16000])
 def test_codec_output_is_aligned(name, params, rate, speech_48k):
-    from hireslm.audio import resample
-
     wave = resample(speech_48k, SR, rate)
     if params.get("codec_sample_rate", 0) > rate:
         pytest.skip("codec rate above the input rate")

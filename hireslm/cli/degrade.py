@@ -26,7 +26,7 @@ import yaml
 from hireslm.audio.errors import AudioError
 from hireslm.audio.io import load_audio, save_audio
 from hireslm.audio.resample import resample
-from hireslm.data.chain import DegradationChain
+from hireslm.data.chain import DegradationChain, check_param_names
 from hireslm.data.degradations import DEGRADATIONS
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         params = parse_params(args.param, args.kind or [])
+        for kind, fixed in params.items():
+            check_param_names(kind, fixed)
         chain = DegradationChain.from_yaml(
             args.config, args.overrides,
             noise_files=_resource_files(args.noise_dir, args.noise_manifest),

@@ -10,6 +10,7 @@ parameters.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,12 @@ from hireslm.data.degradations.reverb import simulate_rir
 logger = logging.getLogger(__name__)
 
 SPEC_KINDS = ("uniform", "loguniform", "int", "choice")
+# Parameters the chain itself consumes (file choice, talker count) besides the functions' own.
+CHAIN_KEYS: dict[str, set[str]] = {
+    "noise": {"file_prob", "noise_file"},
+    "babble": {"n_talkers"},
+    "reverb": {"rir_file_prob", "rir_file"},
+}
 # The band edge must stay clear of Nyquist for a filter to mean anything.
 MAX_CUTOFF_FRACTION = 0.45
 
@@ -63,6 +70,23 @@ def sample_param(spec: Any, rng: np.random.Generator) -> Any:
             raise ValueError(f"loguniform bounds must be positive, got {values}")
         return float(np.exp(rng.uniform(np.log(low), np.log(high))))
     return int(rng.integers(int(low), int(high) + 1))
+
+
+def param_names(name: str) -> set[str]:
+    """Parameters ``name`` accepts: its function's keyword arguments plus the chain's own."""
+    if name not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {name!r}; known: {sorted(DEGRADATIONS)}")
+    accepted = set(inspect.signature(DEGRADATIONS[name]).parameters)
+    return (accepted - {"wave", "sample_rate", "rng"}) | CHAIN_KEYS.get(name, set())
+
+
+def check_param_names(name: str, params: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming any parameter ``name`` does not accept (typos fail early)."""
+    unknown = set(params) - param_names(name)
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown parameters {sorted(unknown)}; known: {sorted(param_names(name))}"
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -104,6 +128,8 @@ class DegradationChain:
         unknown = set(params) - set(DEGRADATIONS)
         if unknown:
             raise ValueError(f"params for unknown degradations: {sorted(unknown)}")
+        for name, spec in params.items():
+            check_param_names(name, spec)
         self.stages = list(stages)
         self.params = {name: dict(spec) for name, spec in params.items()}
         self.noise_files = [Path(p) for p in noise_files]
@@ -183,8 +209,7 @@ class DegradationChain:
     ) -> tuple[np.ndarray, dict]:
         """Apply one degradation ``name``; ``params`` fix values, the rest are drawn from the
         config's ranges. Returns (``(C, N)`` float32 made safe as in ``__call__``, record)."""
-        if name not in DEGRADATIONS:
-            raise ValueError(f"unknown degradation {name!r}; known: {sorted(DEGRADATIONS)}")
+        check_param_names(name, params)
         result = self._apply(name, np.asarray(wave, dtype=np.float32), sample_rate, rng, params)
         if result is None:
             raise ValueError(f"{name} cannot apply at {sample_rate} Hz with {params}")

@@ -1,14 +1,14 @@
 """Lossy codecs through soundfile (libsndfile + LAME/mpg123, libopus, libvorbis), in memory.
 
 Output is sample-aligned with the input and of the same length. Measured with libsndfile
-1.2.2 (docs/degradations.md): libsndfile removes Opus pre-skip and Vorbis has no delay; MP3
-round-trips with no delay while LAME writes its gapless-info (LAME/Info) tag, but at low
-bitrates the first frame is too small for the tag (e.g. <= 56 kbps at 48 kHz) and the decoder
-then returns ``MP3_UNTAGGED_DELAY`` extra leading samples (576 encoder + 529 decoder delay)
-plus padding. Low-bitrate Opus (hybrid/SILK modes) leaves a residual of a few samples. So:
-the known MP3 delay is removed when the decoded length shows it, then a cross-correlation
-search within +-1 ms (shorter than any pitch period, so it cannot lock onto the wrong cycle)
-removes what is left.
+1.2.2 (table in docs/degradations.md): libsndfile removes the Opus pre-skip, and Vorbis comes
+back without delay. MP3 comes back without delay while LAME writes its gapless-info (Info/LAME)
+tag; at low bitrates (<= 56 kbps at 48 kHz, the MPEG-2/2.5 rates at <= 24 kbps), consistent
+with the tag not fitting into one frame, the decoder instead returns ``MP3_UNTAGGED_DELAY``
+extra leading samples (576 encoder + 529 decoder delay) and frame padding. Low-bitrate Opus
+(hybrid/SILK modes) leaves a residual of -2..+4 samples at 48 kHz. So: the known MP3 delay is
+removed when the decoded length shows it, then a cross-correlation search within +-1 ms
+(shorter than any pitch period, so it cannot lock onto the wrong cycle) removes what is left.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def vorbis(
 ) -> np.ndarray:
     """Ogg/Vorbis (VBR) round trip at libvorbis ``quality`` in [0, 1]; aligned, same length.
 
-    Quality 0 is about 36 kbps for mono 48 kHz speech and 27 kbps at 16 kHz (measured);
+    Quality 0 is about 35-41 kbps for mono 48 kHz speech and 27-29 kbps at 16 kHz (measured);
     lower rates through ``codec_sample_rate`` (default: the input's rate). ``rng`` is unused.
     """
     wave = check_wave(wave, sample_rate, "vorbis")
