@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hireslm.models.dit import DiT
+from hireslm.models.recovery import RecoveryNet
 from hireslm.models.vae import MelVAE
 from hireslm.models.vocoder import (
     HiFiGANVocoder,
@@ -24,6 +25,7 @@ from hireslm.models.vocoder import (
 MODELS: dict[str, type[nn.Module]] = {
     "mel_vae": MelVAE,
     "dit": DiT,
+    "recovery": RecoveryNet,
     "vocos": VocosVocoder,
     "hifigan": HiFiGANVocoder,
     "mpd": MultiPeriodDiscriminator,
