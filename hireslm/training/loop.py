@@ -40,16 +40,23 @@ RELEASE_DIR = "release"
 
 
 class TrainState:
-    """The step counter, checkpointed with the rest of the state."""
+    """The step counter and the stages' own random generator, checkpointed with the rest.
 
-    def __init__(self) -> None:
+    Stage randomness (posterior samples, diffusion noise and timesteps) draws from
+    ``generator`` rather than the global RNG, whose position also depends on when data-loader
+    iterators start; so a resumed run continues exactly where the interrupted one stopped.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
         self.step = 0
+        self.generator = generator
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step}
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
 
 
 def fit(stage: Stage, cfg: DictConfig) -> Path:
@@ -78,7 +85,11 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     parts = stage.build(cfg, accelerator)
     stage.parts = parts  # the stage reads the prepared objects through this same instance
     emas = _prepare(accelerator, parts, train)
-    state = TrainState()
+    # One stream per rank: ranks draw different noise for their different data shards.
+    generator = torch.Generator(device=accelerator.device)
+    generator.manual_seed(int(cfg.get("seed", 0)) * 1000 + accelerator.process_index)
+    stage.generator = generator
+    state = TrainState(generator)
     accelerator.register_for_checkpointing(state)
 
     latest = latest_checkpoint(run_dir)

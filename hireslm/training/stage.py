@@ -70,6 +70,8 @@ class StageBase:
         self.accelerator: Accelerator | None = None
         self.parts: TrainingParts | None = None
         self.steps_done = 0  # set by the loop before export
+        # Set by the loop; checkpointed, so stage randomness resumes exactly.
+        self.generator: torch.Generator | None = None
 
     def step_optimizer(self, name: str, loss: torch.Tensor,
                        parameters: Iterable[nn.Parameter]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from hireslm.training.stages.dit import DiTStage
 from hireslm.training.stages.vae import VAEStage
 from hireslm.training.stages.vocoder import VocoderStage
 
 STAGES: dict[str, type] = {
     "vae": VAEStage,
+    "dit": DiTStage,
     "vocoder": VocoderStage,
 }
 
-__all__ = ["STAGES", "VAEStage", "VocoderStage"]
+__all__ = ["STAGES", "DiTStage", "VAEStage", "VocoderStage"]

@@ -94,7 +94,7 @@ class DiTStage(StageBase):
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         dit = self.parts.models["dit"]
         z_clean, z_cond = self._latents(batch)
-        loss = self.objective.loss(dit, z_clean, z_cond)
+        loss = self.objective.loss(dit, z_clean, z_cond, generator=self.generator)
         self.step_optimizer("dit", loss, dit.parameters())
         return {"loss": loss.item()}
 

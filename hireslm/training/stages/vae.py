@@ -68,7 +68,7 @@ class VAEStage(StageBase):
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         vae = self.parts.models["vae"]
         mel = self._mels(batch, train=True)
-        recon, posterior = vae(mel)
+        recon, posterior = vae(mel, generator=self.generator)
         recon = recon.float()
         rec = multiscale_mel_l1_loss(recon, mel)
         kl = kl_loss(posterior.kl().float(), posterior.mean[0].numel())

@@ -1,0 +1,93 @@
+"""Release folders: save/load round trips, strict loading, clear errors, combining runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hireslm.models import build_model
+from hireslm.release import (
+    ReleaseError,
+    combine_releases,
+    load_release_config,
+    load_stage,
+    save_stage,
+)
+
+VAE = ("mel_vae", {"n_mels": 128, "latent_channels": 4, "hidden_channels": 16,
+                   "channel_mults": [1, 1, 1], "downsample": 4, "num_res_blocks": 1})
+VOCOS = ("vocos", {"n_mels": 128, "dim": 16, "intermediate_dim": 32, "num_layers": 1})
+
+
+def _save(release, stage, spec, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = build_model(*spec)
+    save_stage(release, stage, model, spec[0], spec[1], **kwargs)
+    return model.eval()
+
+
+def test_round_trip_gives_identical_outputs(tmp_path) -> None:
+    vae = _save(tmp_path, "vae", VAE, extra={"latent_scale": 1.7}, meta={"steps": 12})
+    vocoder = _save(tmp_path, "vocoder", VOCOS, seed=1)
+    mel = torch.randn(2, 128, 9) - 5
+    loaded_vae = load_stage(tmp_path, "vae")
+    loaded_vocoder = load_stage(tmp_path, "vocoder")
+    assert not loaded_vae.training
+    with torch.no_grad():
+        assert torch.equal(loaded_vae.encode(mel).mode(), vae.encode(mel).mode())
+        assert torch.equal(loaded_vocoder(mel), vocoder(mel))
+    config = load_release_config(tmp_path)
+    assert config.vae.latent_scale == 1.7 and config.vae.model == "mel_vae"
+    assert config.vocoder.kwargs.dim == 16 and config.audio.hop_length == 480
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["stages"]["vae"]["steps"] == 12
+    assert len(meta["stages"]["vae"]["weights_sha256"]) == 64
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
+
+
+def test_missing_stage_and_folder_give_clear_errors(tmp_path) -> None:
+    _save(tmp_path, "vae", VAE)
+    with pytest.raises(ReleaseError, match=r"stage 'dit' is not in release .*holds \['vae'\]"):
+        load_stage(tmp_path, "dit")
+    with pytest.raises(ReleaseError, match="not a release folder"):
+        load_stage(tmp_path / "nowhere", "vae")
+    (tmp_path / "vae.safetensors").unlink()
+    with pytest.raises(ReleaseError, match="weights file .* is missing"):
+        load_stage(tmp_path, "vae")
+
+
+def test_load_is_strict(tmp_path) -> None:
+    _save(tmp_path, "vae", VAE)
+    # Same stage recorded with other kwargs: the weights no longer fit the model.
+    config = (tmp_path / "config.yaml").read_text().replace("hidden_channels: 16",
+                                                            "hidden_channels: 8")
+    (tmp_path / "config.yaml").write_text(config)
+    with pytest.raises(RuntimeError):
+        load_stage(tmp_path, "vae")
+
+
+def test_combine_releases_from_different_runs(tmp_path) -> None:
+    vae = _save(tmp_path / "run_a", "vae", VAE, extra={"latent_scale": 2.0},
+                meta={"steps": 5})
+    _save(tmp_path / "run_a", "vocoder", VOCOS, seed=3)
+    vocoder = _save(tmp_path / "run_b", "vocoder", VOCOS, seed=4, meta={"steps": 9})
+    out = combine_releases(tmp_path / "combined", vae=tmp_path / "run_a",
+                           vocoder=tmp_path / "run_b")
+    mel = torch.randn(1, 128, 6) - 5
+    with torch.no_grad():
+        assert torch.equal(load_stage(out, "vocoder")(mel), vocoder(mel))
+        assert torch.equal(load_stage(out, "vae").encode(mel).mode(), vae.encode(mel).mode())
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["stages"]["vocoder"]["steps"] == 9 and meta["stages"]["vae"]["steps"] == 5
+    assert load_release_config(out).vae.latent_scale == 2.0
+    with pytest.raises(ReleaseError, match="stage 'dit' is not in release"):
+        combine_releases(tmp_path / "bad", dit=tmp_path / "run_a")
+
+
+def test_combine_refuses_mixed_audio_front_ends(tmp_path) -> None:
+    _save(tmp_path / "a", "vae", VAE)
+    _save(tmp_path / "b", "vocoder", VOCOS, audio={"n_mels": 128, "hop_length": 240})
+    with pytest.raises(ReleaseError, match="different audio front end"):
+        combine_releases(tmp_path / "c", vae=tmp_path / "a", vocoder=tmp_path / "b")
