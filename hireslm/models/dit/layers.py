@@ -82,8 +82,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q = apply_rotary(self.q_norm(q), cos, sin)
-        k = apply_rotary(self.k_norm(k), cos, sin)
+        # Norm and rotation in float32 (also under autocast), attention in the working dtype.
+        q = apply_rotary(self.q_norm(q.float()), cos, sin).to(v.dtype)
+        k = apply_rotary(self.k_norm(k.float()), cos, sin).to(v.dtype)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
