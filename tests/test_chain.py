@@ -177,6 +177,11 @@ def test_config_errors():
         DegradationChain.from_config(bad_prob)
     with pytest.raises(ValueError, match="stages"):
         DegradationChain.from_config({"params": {}})
+    for name in ("gain", "noise"):
+        with pytest.raises(ValueError, match="neither in the config"):
+            DegradationChain.from_config(one_stage(name))(
+                np.ones((1, 100), np.float32), SR, np.random.default_rng(0)
+            )
     with pytest.raises(ValueError, match=r"unknown parameters \['snr'\]"):
         DegradationChain.from_config(one_stage("noise", {"snr": 3.0}))
     # The config file itself loads through hireslm.config (base + overrides).

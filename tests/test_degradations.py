@@ -89,6 +89,15 @@ def test_keeps_length_and_is_deterministic(name, speech_48k, talkers):
         assert not np.array_equal(out, wave)
 
 
+@pytest.mark.parametrize("name", sorted(DEGRADATIONS))
+def test_tiny_and_multichannel_inputs(name, talkers):
+    params = cases(talkers)[name]
+    for channels, length in ((1, 1), (1, 7), (3, 300)):
+        wave = 0.1 * np.random.default_rng(1).standard_normal((channels, length))
+        out = DEGRADATIONS[name](wave.astype(np.float32), SR, np.random.default_rng(0), **params)
+        assert out.shape == (channels, length) and np.isfinite(out).all()
+
+
 @pytest.mark.parametrize("name", ["noise", "packet_loss", "reverb", "eq", "babble"])
 def test_random_degradations_follow_the_seed(name, speech_48k, talkers):
     params = cases(talkers)[name]

@@ -247,7 +247,14 @@ class DegradationChain:
         if prepared is None:
             return None
         kwargs, record = prepared
-        out = DEGRADATIONS[name](wave, sample_rate, rng, **kwargs)
+        function = DEGRADATIONS[name]
+        missing = [
+            p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in kwargs
+        ]
+        if missing:
+            raise ValueError(f"{name}: {missing} neither in the config's params nor given")
+        out = function(wave, sample_rate, rng, **kwargs)
         return out, {"name": name, "params": record}
 
     def _prepare(
@@ -288,7 +295,7 @@ class DegradationChain:
     ) -> tuple[dict, dict]:
         file_prob = float(spec.pop("file_prob", 1.0))
         path = spec.pop("noise_file", None)
-        snr_db = float(sample_param(spec.pop("snr_db"), rng))
+        snr_db = float(sample_param(_required(spec, "snr_db", "noise"), rng))
         color = spec.pop("color", "white")
         if spec:
             raise ValueError(f"noise: unknown parameters {sorted(spec)}")
@@ -307,7 +314,7 @@ class DegradationChain:
     def _prepare_babble(self, spec: dict, rng: np.random.Generator) -> tuple[dict, dict]:
         if not self.babble_files:
             raise ValueError("babble needs babble (speech) files")
-        snr_db = float(sample_param(spec.pop("snr_db"), rng))
+        snr_db = float(sample_param(_required(spec, "snr_db", "babble"), rng))
         n_talkers = int(sample_param(spec.pop("n_talkers", 4), rng))
         picks = rng.integers(0, len(self.babble_files), size=n_talkers)
         paths = [self.babble_files[int(i)] for i in picks]
@@ -356,6 +363,12 @@ class DegradationChain:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return loaded
+
+
+def _required(spec: dict, key: str, name: str) -> Any:
+    if key not in spec:
+        raise ValueError(f"{name}: '{key}' is neither in the config's params nor given")
+    return spec.pop(key)
 
 
 def make_safe(out: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, dict | None]:

@@ -32,7 +32,8 @@ def colored_noise(
     spectrum = np.fft.rfft(white, axis=-1)
     freqs = np.fft.rfftfreq(length, d=1.0 / sample_rate)
     shape = np.maximum(freqs, 20.0) ** (-alpha / 2.0)
-    shape[0] = 0.0
+    if length > 1:  # a single sample is all DC
+        shape[0] = 0.0
     shaped = np.fft.irfft(spectrum * shape, n=length, axis=-1)
     rms = np.sqrt(np.mean(shaped**2, axis=-1, keepdims=True))
     return (shaped / np.maximum(rms, 1e-12)).astype(np.float32)
