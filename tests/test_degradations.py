@@ -17,6 +17,7 @@ from hireslm.audio import (
     resample,
 )
 from hireslm.data.degradations import DEGRADATIONS, colored_noise, simulate_rir
+from hireslm.data.degradations._common import fit_length
 from hireslm.data.degradations.codecs import MP3_UNTAGGED_DELAY, _mp3_compression_level
 from hireslm.data.degradations.filters import FILTER_FAMILIES
 from hireslm.data.degradations.reverb import direct_path_index
@@ -139,6 +140,15 @@ def test_recorded_noise_snr_and_resampling(seconds, speech_48k, librivox_files):
     other = DEGRADATIONS["noise"](speech_48k, SR, np.random.default_rng(6), snr_db=10.0,
                                   noise=noise_wave, noise_sample_rate=noise_rate)
     assert not np.array_equal(out, other)
+
+
+def test_noise_crops_have_no_resampling_edges():
+    # A constant source: any fade-in/out of the resampler at the crop's edges would show.
+    constant = np.full((1, 16000), 0.5, dtype=np.float32)
+    for length in (4800, 96000):  # a crop, and more than the source: looped
+        piece = fit_length(constant, 16000, length, SR, np.random.default_rng(0))
+        assert piece.shape == (1, length)
+        np.testing.assert_allclose(piece, 0.5, atol=1e-3)
 
 
 def test_babble_snr(speech_48k, talkers):

@@ -7,6 +7,9 @@ import numpy as np
 from hireslm.audio.io import check_audio
 from hireslm.audio.resample import resample
 
+# Source samples of context kept on each side of a crop that is resampled.
+RESAMPLE_MARGIN = 256
+
 
 def check_wave(wave: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
     """Validate a degradation's input and return it as float32 ``(C, N)``.
@@ -49,13 +52,19 @@ def fit_length(
     source = as_2d(source)
     if source.shape[-1] == 0:
         raise ValueError("source signal has no samples")
-    # A few extra samples at the source rate so rounding in the resampler never runs short.
-    needed = int(np.ceil(length * source_rate / sample_rate)) + 16
     total = source.shape[-1]
     offset = int(rng.integers(0, total))
-    reps = int(np.ceil((offset + needed) / total))
-    piece = np.tile(source, (1, reps))[:, offset : offset + needed]
+    if source_rate == sample_rate:
+        margin, needed = 0, length
+    else:
+        # Context on both sides keeps the resampler's edge transients out of the crop.
+        margin = RESAMPLE_MARGIN
+        needed = int(np.ceil(length * source_rate / sample_rate)) + 2 * margin + 1
+    # Index arithmetic instead of tiling: costs the length needed, not the source's length.
+    piece = source[:, (offset - margin + np.arange(needed)) % total]
     piece = resample(np.ascontiguousarray(piece, dtype=np.float32), source_rate, sample_rate)
+    start = int(round(margin * sample_rate / source_rate))
+    piece = piece[:, start:]
     if piece.shape[-1] < length:
         piece = np.pad(piece, ((0, 0), (0, length - piece.shape[-1])), mode="wrap")
     return piece[:, :length]
