@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -251,3 +253,52 @@ def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
     rows = read_metrics(run)
     assert [r["step"] for r in rows if "train/loss" in r] == [4]
     assert load_stage(run / "release", "vae") is not None
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
+    """SIGKILL a real training process once a checkpoint exists; the rerun continues there."""
+    run = tmp_path / "killed"
+    cmd = [sys.executable, str(REPO / "train" / "train_vae.py"), "--config",
+           str(CONFIGS / "vae" / "debug.yaml"), f"run_dir={run}", "train.ckpt_every=2",
+           "train.val_every=0", "data.chain=null"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd + ["train.max_steps=100000"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list_checkpoints(run)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "training exited early"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = list_checkpoints(run)[-1][0]
+    assert killed_at >= 4
+    (run / "checkpoints" / ".step_9999999.partial").mkdir()  # as if killed mid-save
+    result = subprocess.run(cmd + [f"train.max_steps={killed_at + 2}"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {run / 'checkpoints' / f'step_{killed_at:07d}'}" in result.stderr
+    assert list_checkpoints(run)[-1][0] == killed_at + 2
+    assert not list((run / "checkpoints").glob(".*"))
+    assert (run / "release" / "vae.safetensors").is_file()
+
+
+def test_trackers_log_scalars_audio_and_spectrograms_offline(tmp_path, monkeypatch) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run = tmp_path / "tracked"
+    cfg = _cfg("vocoder", run, "train.log_with=[tensorboard,wandb]", "train.max_steps=2",
+               "train.val_every=2", "train.log_every=1", "train.ckpt_every=2")
+    fit(STAGES["vocoder"](), cfg)
+    events = EventAccumulator(str(run / "hireslm"), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"val/real", "val/vocoded"} <= set(tags["audio"])
+    assert {"val/mel_real", "val/mel_vocoded"} <= set(tags["images"])
+    assert {"train/mel", "val/mel_l1", "lr/generator"} <= set(tags["scalars"])
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    assert list(offline[0].glob("files/media/audio/val/vocoded_*.wav"))

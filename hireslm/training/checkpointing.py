@@ -48,6 +48,15 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
+def remove_partial(run_dir: str | os.PathLike) -> None:
+    """Delete temporary folders left by a save that was killed (main process only)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if root.is_dir():
+        for path in root.glob(".step_*.partial"):
+            logger.warning("removing unfinished checkpoint %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def save_checkpoint(accelerator: Accelerator, run_dir: str | os.PathLike, step: int,
                     keep_last: int) -> Path:
     """Save the full training state at ``step`` atomically and keep the newest ``keep_last``.

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hireslm.training.checkpointing import (
     latest_checkpoint,
+    remove_partial,
     save_checkpoint,
     write_json_atomic,
     write_text_atomic,
@@ -79,6 +80,7 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     set_seed(int(cfg.get("seed", 0)), device_specific=False)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial(run_dir)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     accelerator.wait_for_everyone()
 
