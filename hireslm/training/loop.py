@@ -69,7 +69,7 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     train = cfg.train
     run_dir = Path(cfg.run_dir).resolve()
     accelerator = Accelerator(
-        mixed_precision=str(train.get("mixed_precision", "no")),
+        mixed_precision=_precision(train.get("mixed_precision", "no")),
         gradient_accumulation_steps=int(train.get("grad_accum", 1)),
         log_with=tracker_names(train.get("log_with")) or None,
         project_dir=str(run_dir),
@@ -274,6 +274,11 @@ def _reduce_mean(accelerator: Accelerator, values: dict[str, float]) -> dict[str
                           dtype=torch.float64)
     tensor = accelerator.reduce(tensor, reduction="mean")
     return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def _precision(value: Any) -> str:
+    """``train.mixed_precision``; a bare ``no`` on the command line parses as YAML false."""
+    return "no" if value in (False, None) else str(value)
 
 
 def _batch_size(batch: Any) -> int:
