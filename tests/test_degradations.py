@@ -286,6 +286,20 @@ def test_simulated_room_direct_path_and_rt60():
         simulate_rir(SR, np.random.default_rng(0), rt60_s=0.05, room_dims_m=[20.0, 15.0, 8.0])
 
 
+def test_simulated_rt60_overshoot_and_its_correction():
+    plain = [simulate_rir(SR, np.random.default_rng(seed), rt60_s=0.6, max_order=40,
+                          match_rt60=False) for seed in range(4)]
+    matched = [simulate_rir(SR, np.random.default_rng(seed), rt60_s=0.6, max_order=40)
+               for seed in range(4)]
+    # inverse_sabine alone overshoots ...
+    assert np.median([room.rt60_measured_s for room in plain]) > 0.6 * 1.1
+    # ... one corrective simulation of the same room lands near the target.
+    for before, after in zip(plain, matched, strict=True):
+        assert after.room_dims_m == before.room_dims_m and after.mic_m == before.mic_m
+        assert abs(after.rt60_measured_s - 0.6) / 0.6 < 0.1
+        assert abs(after.rt60_measured_s - 0.6) <= abs(before.rt60_measured_s - 0.6)
+
+
 CODEC_CASES = [
     ("mp3", {"bitrate_kbps": 128}),
     ("mp3", {"bitrate_kbps": 64}),

@@ -333,6 +333,7 @@ class DegradationChain:
         rt60_s = sample_param(spec.pop("rt60_s", 0.5), rng)
         max_order = sample_param(spec.pop("max_order", None), rng)
         dims = spec.pop("room_dims_m", None)
+        match_rt60 = bool(sample_param(spec.pop("match_rt60", True), rng))
         if spec:
             raise ValueError(f"reverb: unknown parameters {sorted(spec)}")
         if path is not None or (self.rir_files and rng.random() < file_prob):
@@ -341,10 +342,12 @@ class DegradationChain:
             rir, rir_rate = self._load(Path(path))
             return {"rir": rir, "rir_sample_rate": rir_rate}, {"rir_file": str(path)}
         room = simulate_rir(
-            sample_rate, rng, rt60_s=float(rt60_s), room_dims_m=dims, max_order=max_order
+            sample_rate, rng, rt60_s=float(rt60_s), room_dims_m=dims, max_order=max_order,
+            match_rt60=match_rt60,
         )
         record = {
             "rt60_target_s": room.rt60_target_s,
+            "rt60_asked_s": room.rt60_asked_s,
             "rt60_measured_s": room.rt60_measured_s,
             "room_dims_m": list(room.room_dims_m),
             "source_m": list(room.source_m),

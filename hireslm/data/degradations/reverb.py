@@ -30,6 +30,7 @@ class SimulatedRoom:
     source_m: tuple[float, float, float]
     mic_m: tuple[float, float, float]
     rt60_target_s: float
+    rt60_asked_s: float  # what inverse_sabine was given
     rt60_measured_s: float
     max_order: int
 
@@ -50,31 +51,67 @@ def simulate_rir(
     rt60_s: float,
     room_dims_m: Sequence[float] | None = None,
     max_order: int | None = None,
+    match_rt60: bool = True,
 ) -> SimulatedRoom:
     """Simulate a shoebox RIR with the image-source method.
 
     Wall absorption comes from ``pyroomacoustics.inverse_sabine(rt60_s, dims)``, which
-    overshoots: the measured RT60 is often 1.3-1.5x the target for RT60 >= 0.6 s (see
-    docs/degradations.md); ``rt60_measured_s`` reports what the response really has.
-    ``max_order`` caps the reflection order below inverse_sabine's choice, which makes long
-    rooms ~10x faster and shortens their tails.
+    overshoots: the measured RT60 (T30) runs 1.2-1.4x the target from 0.4 s up (see
+    docs/degradations.md). With ``match_rt60`` the same room is simulated once more, asking for
+    ``rt60_s * rt60_s / measured``; that lands within about 10% of the target. ``max_order``
+    caps the reflection order below inverse_sabine's choice: long rooms get tens of times
+    faster and their tails shorter.
     """
     if rt60_s <= 0:
         raise ValueError(f"rt60_s must be positive, got {rt60_s}")
     if room_dims_m is None:
-        dims = _fit_room(np.asarray(random_room_dims(rng)), rt60_s)
+        # Room for the correction to ask for a drier room than the target.
+        dims = _fit_room(np.asarray(random_room_dims(rng)), rt60_s / (1.5 if match_rt60 else 1))
     else:
         dims = np.asarray(room_dims_m, dtype=float)
     if dims.shape != (3,) or np.any(dims <= 2 * WALL_MARGIN_M):
         raise ValueError(f"room_dims_m must be 3 lengths > {2 * WALL_MARGIN_M} m, got {dims}")
+    source = rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M)
+    mic = rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M)
+    asked = float(rt60_s)
+    rir, measured, order = _shoebox(dims, source, mic, asked, sample_rate, max_order)
+    if match_rt60 and measured > 0 and abs(measured / rt60_s - 1.0) > 0.05:
+        corrected = rt60_s * rt60_s / measured
+        try:
+            rir2, measured2, order2 = _shoebox(dims, source, mic, corrected, sample_rate,
+                                               max_order)
+        except ValueError:
+            pass  # the room cannot be that dry: keep the first response
+        else:
+            if abs(measured2 - rt60_s) < abs(measured - rt60_s):
+                rir, measured, order, asked = rir2, measured2, order2, corrected
+    return SimulatedRoom(
+        rir=rir,
+        room_dims_m=tuple(float(d) for d in dims),
+        source_m=tuple(float(v) for v in source),
+        mic_m=tuple(float(v) for v in mic),
+        rt60_target_s=float(rt60_s),
+        rt60_asked_s=asked,
+        rt60_measured_s=measured,
+        max_order=int(order),
+    )
+
+
+def _shoebox(
+    dims: np.ndarray,
+    source: np.ndarray,
+    mic: np.ndarray,
+    rt60_s: float,
+    sample_rate: int,
+    max_order: int | None,
+) -> tuple[np.ndarray, float, int]:
+    """One image-source simulation: (RIR ``(M,)`` float32, measured RT60 in s, order used)."""
     try:
         absorption, order = pra.inverse_sabine(rt60_s, dims)
     except ValueError as exc:
         raise ValueError(f"a {dims} m room cannot be as dry as RT60 {rt60_s} s") from exc
     if max_order is not None:
         order = min(order, int(max_order))
-    source = rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M)
-    mic = rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M)
     room = pra.ShoeBox(
         dims, fs=int(sample_rate), materials=pra.Material(float(min(absorption, 1.0))),
         max_order=int(order),
@@ -84,15 +121,7 @@ def simulate_rir(
     room.compute_rir()
     rir = np.asarray(room.rir[0][0], dtype=np.float32)
     measured = float(pra.experimental.measure_rt60(rir, fs=int(sample_rate), decay_db=30))
-    return SimulatedRoom(
-        rir=rir,
-        room_dims_m=tuple(float(d) for d in dims),
-        source_m=tuple(float(v) for v in source),
-        mic_m=tuple(float(v) for v in mic),
-        rt60_target_s=float(rt60_s),
-        rt60_measured_s=measured,
-        max_order=int(order),
-    )
+    return rir, measured, int(order)
 
 
 def _fit_room(dims: np.ndarray, rt60_s: float) -> np.ndarray:
@@ -142,18 +171,20 @@ def reverb(
     rt60_s: float = 0.5,
     room_dims_m: Sequence[float] | None = None,
     max_order: int | None = None,
+    match_rt60: bool = True,
 ) -> np.ndarray:
     """Reverberate ``(C, N)`` float32 -> ``(C, N)``, direct path aligned, level kept.
 
     Args:
         rir: a measured RIR ``(M,)`` or ``(C', M)`` (first channel used) at ``rir_sample_rate``
             (default ``sample_rate``). ``None``: simulate a room with ``simulate_rir``
-            (``rt60_s``, ``room_dims_m`` or random dims, ``max_order``).
+            (``rt60_s``, ``room_dims_m`` or random dims, ``max_order``, ``match_rt60``).
     """
     wave = check_wave(wave, sample_rate, "reverb")
     if rir is None:
         response = simulate_rir(
-            sample_rate, rng, rt60_s=rt60_s, room_dims_m=room_dims_m, max_order=max_order
+            sample_rate, rng, rt60_s=rt60_s, room_dims_m=room_dims_m, max_order=max_order,
+            match_rt60=match_rt60,
         ).rir
     else:
         response = as_2d(np.asarray(rir, dtype=np.float32))[0]
