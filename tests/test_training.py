@@ -302,3 +302,16 @@ def test_trackers_log_scalars_audio_and_spectrograms_offline(tmp_path, monkeypat
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
     assert list(offline[0].glob("files/media/audio/val/vocoded_*.wav"))
+
+
+def test_fine_tune_starts_from_release_weights(tmp_path, vae_release) -> None:
+    # lr 0: the run must export exactly the weights it started from.
+    cfg = _cfg("vae", tmp_path / "ft", f"init_from={vae_release}", "optim.lr=0",
+               "train.max_steps=1", "train.val_every=0", "train.ckpt_every=1")
+    release = fit(STAGES["vae"](), cfg)
+    source = load_file(str(vae_release / "vae.safetensors"))
+    tuned = load_file(str(release / "vae.safetensors"))
+    assert source.keys() == tuned.keys()
+    assert all(torch.equal(source[k], tuned[k]) for k in source)
+    with pytest.raises(FileNotFoundError, match="stage 'vocoder' is not in release"):
+        fit(STAGES["vocoder"](), _cfg("vocoder", tmp_path / "voc", f"init_from={vae_release}"))

@@ -94,6 +94,27 @@ class StageBase:
         optimizer.zero_grad(set_to_none=True)
 
 
+def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
+    """Start from ``cfg.init_from``'s weights for ``stage`` (fine-tuning), when it is set.
+
+    The release must hold ``stage`` with the same model name and kwargs as ``cfg.model``
+    describes; loading is strict. A resumed run then overrides these with its checkpoint.
+    """
+    source = cfg.get("init_from")
+    if not source:
+        return
+    from safetensors.torch import load_model
+
+    from hireslm.release import ReleaseError, load_release_config, weights_path
+    from hireslm.training.data import resolve_path
+
+    release = resolve_path(source)
+    config = load_release_config(release)
+    if stage not in config or not weights_path(release, stage).is_file():
+        raise ReleaseError(f"init_from: stage '{stage}' is not in release {release}")
+    load_model(model, str(weights_path(release, stage)), strict=True)
+
+
 def check_finite(accelerator: Accelerator, loss: torch.Tensor, name: str) -> None:
     """Raise ``NonFiniteLossError`` on all ranks if ``loss`` is not finite on any rank."""
     bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0],

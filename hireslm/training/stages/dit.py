@@ -25,7 +25,7 @@ from hireslm.models import build_model
 from hireslm.release import load_release_config, load_stage, save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
 from hireslm.training.latents import LatentCacheDataset, encode_pair, vae_identity
-from hireslm.training.stage import StageBase, TrainingParts
+from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
 COND_SOURCE = "vae_mean(mel(degraded)) * latent_scale"
@@ -54,6 +54,7 @@ class DiTStage(StageBase):
         self.vae_id = vae_identity(vae_release)
         self.latent_scale = float(load_release_config(vae_release).vae.latent_scale)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
+        init_from_release(model, cfg, "dit")
         channels = self.vae.latent_channels
         if (model.latent_channels, model.cond_channels) != (channels, channels):
             raise ValueError(

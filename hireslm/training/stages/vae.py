@@ -17,7 +17,7 @@ from hireslm.models import build_model
 from hireslm.models.vae import kl_loss, multiscale_mel_l1_loss
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.stage import StageBase, TrainingParts
+from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class VAEStage(StageBase):
         self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
         self.mel = LogMelSpectrogram(self.audio)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
+        init_from_release(model, cfg, "vae")
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),

@@ -30,7 +30,7 @@ from hireslm.models.vocoder import (
 )
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.stage import StageBase, TrainingParts
+from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
 DISCRIMINATORS = ("mpd", "mrd")
@@ -59,6 +59,7 @@ class VocoderStage(StageBase):
         self.model_name = str(cfg.model.name)
         self.model_kwargs = cfg.model[self.model_name]
         generator = build_model(self.model_name, self.model_kwargs)
+        init_from_release(generator, cfg, "vocoder")
         if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
             raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
                              f"{self.audio.hop_length}")
