@@ -315,3 +315,21 @@ def test_fine_tune_starts_from_release_weights(tmp_path, vae_release) -> None:
     assert all(torch.equal(source[k], tuned[k]) for k in source)
     with pytest.raises(FileNotFoundError, match="stage 'vocoder' is not in release"):
         fit(STAGES["vocoder"](), _cfg("vocoder", tmp_path / "voc", f"init_from={vae_release}"))
+
+
+def test_train_command_runs_in_process(tmp_path) -> None:
+    import argparse
+
+    from hireslm.training import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--config", str(CONFIGS / "vocoder" / "debug.yaml"),
+                              f"run_dir={tmp_path / 'cli'}", "train.max_steps=2",
+                              "train.mixed_precision=no"])
+    assert cli.run(args) == 0
+    assert (tmp_path / "cli" / "release" / "vocoder.safetensors").is_file()
+    wrong = parser.parse_args(["--config", str(CONFIGS / "vocoder" / "debug.yaml")])
+    wrong.stage = "dit"  # what train/train_dit.py sets
+    with pytest.raises(SystemExit, match="is for stage 'vocoder', not 'dit'"):
+        cli.run(wrong)

@@ -16,9 +16,8 @@ from hireslm.training.loop import fit
 from hireslm.training.stages import STAGES
 
 
-def add_arguments(parser: argparse.ArgumentParser, stage: str | None = None) -> None:
-    if stage is None:
-        parser.add_argument("stage", choices=sorted(STAGES), help="which stage to train")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` (its ``stage`` key picks the stage) and ``key=value`` overrides."""
     parser.add_argument("--config", required=True,
                         help="stage config YAML (e.g. configs/vae/base.yaml)")
     parser.add_argument("overrides", nargs="*", default=[],
@@ -26,12 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser, stage: str | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train ``args.stage`` with the loaded config; prints the release folder."""
+    """Train the config's stage (``args.stage``, when set, must match it); prints the release."""
     cfg = load_config(args.config, args.overrides)
-    stage_name = str(cfg.get("stage", args.stage))
-    if stage_name != args.stage:
-        raise SystemExit(f"config {args.config} is for stage '{stage_name}', not '{args.stage}'")
-    release_dir = fit(STAGES[args.stage](), cfg)
+    stage_name = cfg.get("stage")
+    if stage_name not in STAGES:
+        raise SystemExit(f"config {args.config}: 'stage' must be one of {sorted(STAGES)}, "
+                         f"got {stage_name!r}")
+    expected = getattr(args, "stage", None)
+    if expected is not None and stage_name != expected:
+        raise SystemExit(f"config {args.config} is for stage '{stage_name}', not '{expected}'")
+    release_dir = fit(STAGES[stage_name](), cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(release_dir)
     return 0
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 def main(stage: str, argv: Sequence[str] | None = None) -> int:
     """``train/train_<stage>.py``: parse, set up logging, train."""
     parser = argparse.ArgumentParser(description=f"train the {stage} stage")
-    add_arguments(parser, stage=stage)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     args.stage = stage
     logging.basicConfig(

@@ -49,9 +49,15 @@ class TrainingParts:
 
 
 class Stage(Protocol):
-    """A trainable stage (VAE, DiT, vocoder ...)."""
+    """A trainable stage (VAE, DiT, vocoder ...).
+
+    The loop sets ``parts`` (the prepared objects), ``generator`` (a checkpointed
+    ``torch.Generator`` for the stage's own noise) and ``steps_done`` (before ``export``).
+    """
 
     parts: TrainingParts
+    generator: torch.Generator | None
+    steps_done: int
 
     def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts: ...
 
