@@ -333,3 +333,17 @@ def test_train_command_runs_in_process(tmp_path) -> None:
     wrong.stage = "dit"  # what train/train_dit.py sets
     with pytest.raises(SystemExit, match="is for stage 'vocoder', not 'dit'"):
         cli.run(wrong)
+
+
+def test_gradient_accumulation_counts_optimizer_updates(tmp_path) -> None:
+    run = tmp_path / "accum"
+    fit(STAGES["vae"](), _cfg("vae", run, "train.grad_accum=3", "train.max_steps=2",
+                              "train.log_every=1", "train.val_every=0", "train.ckpt_every=2",
+                              "data.chain=null"))
+    (step, ckpt), = list_checkpoints(run)
+    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=False)
+    assert step == 2 and float(optimizer["state"][0]["step"]) == 2.0
+    rows = [r for r in read_metrics(run) if "train/loss" in r]
+    # 3 micro-batches of 2 per update.
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["perf/samples_per_s"] / r["perf/steps_per_s"] == pytest.approx(6) for r in rows)
