@@ -85,6 +85,7 @@ def sample(
     scheduler: str | None = None,
     latent_channels: int,
     guidance_scale: float = 1.0,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw latents ``(B, latent_channels, L)`` given the condition ``cond (B, C', L)``.
 
@@ -93,6 +94,9 @@ def sample(
     ``scheduler``: for DDPM objectives "ddim" (default, deterministic), "dpmsolver++",
     "euler" or "ddpm" (ancestral, stochastic through ``generator``); for flow matching
     "euler" (default) or "flow_match_euler". Call under ``torch.inference_mode()`` for speed.
+    ``noise`` ``(B, latent_channels, L)``, if given, is the starting N(0, I) draw instead of
+    one from ``generator`` (e.g. seeded per row, so a row's result does not depend on its
+    batch); ``generator`` then only feeds stochastic schedulers.
     """
     if cond.dim() != 3:
         raise ValueError(f"cond must be (B, C', L), got {tuple(cond.shape)}")
@@ -100,8 +104,13 @@ def sample(
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     b, _, length = cond.shape
     sched = build_scheduler(objective, scheduler)
-    x = randn_tensor((b, latent_channels, length), generator=generator, device=cond.device,
-                     dtype=torch.float32)
+    shape = (b, latent_channels, length)
+    if noise is None:
+        x = randn_tensor(shape, generator=generator, device=cond.device, dtype=torch.float32)
+    elif tuple(noise.shape) != shape:
+        raise ValueError(f"noise must be {shape}, got {tuple(noise.shape)}")
+    else:
+        x = noise.to(device=cond.device, dtype=torch.float32)
     if sched is None:
         return _flow_euler(model, objective, cond, x, num_steps, guidance_scale)
     sched.set_timesteps(num_steps, device=cond.device)
