@@ -32,7 +32,7 @@ class DiagonalGaussian:
         return self.mean
 
     def kl(self) -> torch.Tensor:
-        """KL divergence to N(0, I), summed over channels and frames: ``(B,)``."""
-        return 0.5 * torch.sum(
-            self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar, dim=(1, 2)
-        )
+        """KL divergence to N(0, I), summed over channels and frames: ``(B,)`` float32."""
+        # A sum over C * L terms loses too much in bf16: always accumulate in float32.
+        mean, logvar = self.mean.float(), self.logvar.float()
+        return 0.5 * torch.sum(mean.pow(2) + logvar.exp() - 1.0 - logvar, dim=(1, 2))
