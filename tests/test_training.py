@@ -166,7 +166,7 @@ def test_dit_trains_from_latent_cache(tmp_path, vae_release) -> None:
     # Without degradation the condition equals the target.
     assert torch.allclose(data[0]["z_clean"], data[0]["z_cond"])
     with pytest.raises(ValueError, match="another VAE"):
-        LatentCacheDataset(cache, expect_vae="0" * 64)
+        LatentCacheDataset(cache, expect_source="0" * 64)
     cached_cfg = _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae_release}",
                       f"data.latent_cache={cache}", "data.crop_frames=8", "train.max_steps=4",
                       "train.val_every=4", "train.ckpt_every=4", "train.log_every=1")
@@ -347,3 +347,26 @@ def test_gradient_accumulation_counts_optimizer_updates(tmp_path) -> None:
     # 3 micro-batches of 2 per update.
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["perf/samples_per_s"] / r["perf/steps_per_s"] == pytest.approx(6) for r in rows)
+
+
+def test_recovery_stage_and_dit_conditioned_on_it(tmp_path, librivox_records,
+                                                  vae_release) -> None:
+    run = tmp_path / "recovery"
+    cfg = _cfg("recovery", run, "train.max_steps=60", "train.log_every=1", "train.val_every=0",
+               "optim.lr=3.0e-3", "model.kwargs.hidden=16", "train.ckpt_every=60",
+               "train.lr_decay=constant")
+    # Fixed noisy pairs: the chain from configs/degradations.yaml, validation-mode crops.
+    chain = load_config(CONFIGS / "degradations.yaml")
+    data = PairedSpeechDataset(librivox_records[:2], 0.5, validation=True, length=2,
+                               chain_config=chain, seed=3)
+    recovery_release = fit(STAGES["recovery"](datasets=(data, None)), cfg)
+    _assert_falls(_losses(run, "train/loss"), 0.8)
+    dit_cfg = _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae_release}",
+                   f"dit.recovery_release={recovery_release}", "train.max_steps=2",
+                   "train.val_every=2", "train.ckpt_every=2", "data.chain=null")
+    release = fit(STAGES["dit"](), dit_cfg)
+    entry = load_release_config(release).dit
+    assert entry.cond.startswith("vae_mean(recovery(")
+    assert entry.latent_source_sha256.endswith(
+        json.loads((recovery_release / "meta.json").read_text())["stages"]["recovery"][
+            "weights_sha256"])

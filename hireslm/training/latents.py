@@ -2,8 +2,9 @@
 
 The cache is a folder of ``shard_XXXXX.safetensors`` files (``clean`` and ``degraded``:
 ``(N, C, L)`` float32 latents, already multiplied by the VAE's latent scale) and
-``index.json`` naming the VAE weights they came from, so a DiT never trains on latents of a
-different VAE by mistake. ``index.json`` is written last: a cache without it is incomplete.
+``index.json`` naming the VAE (and recovery) weights they came from, so a DiT never trains
+on latents of different models by mistake. ``index.json`` is written last: a cache without
+it is incomplete.
 """
 
 from __future__ import annotations
@@ -33,24 +34,42 @@ INDEX_FILE = "index.json"
 
 @torch.no_grad()
 def encode_pair(vae: nn.Module, mel: LogMelSpectrogram, batch: dict[str, torch.Tensor],
-                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+                scale: float, recovery: nn.Module | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Waves ``{"clean", "degraded": (B, 1, S)}`` -> scaled latent means ``(B, C, L)`` each.
 
     The posterior mean (not a sample) is used so the same audio always gives the same latent;
-    the pipeline encodes its condition the same way.
+    the pipeline encodes its condition the same way, after the optional ``recovery`` model
+    (applied to the degraded mel only).
     """
-    waves = torch.cat([batch["clean"], batch["degraded"]], dim=0)
-    z = vae.encode(mel(waves)).mode().float() * scale
+    clean, degraded = mel(batch["clean"]), mel(batch["degraded"])
+    if recovery is not None:
+        degraded = recovery(degraded).float()
+    z = vae.encode(torch.cat([clean, degraded], dim=0)).mode().float() * scale
     return z.chunk(2, dim=0)
 
 
-def vae_identity(release_dir: str | os.PathLike) -> str:
-    """The VAE weights' hash recorded in a release (identifies which VAE made latents)."""
+def stage_identity(release_dir: str | os.PathLike, stage: str = "vae") -> str:
+    """A stage's weights hash as recorded in its release (identifies who made latents)."""
     stages = read_meta(release_dir).get("stages", {})
-    if "vae" in stages and stages["vae"].get("weights_sha256"):
-        return str(stages["vae"]["weights_sha256"])
-    digest = hashlib.sha256(Path(release_dir, "vae.safetensors").read_bytes())
+    if stage in stages and stages[stage].get("weights_sha256"):
+        return str(stages[stage]["weights_sha256"])
+    digest = hashlib.sha256(Path(release_dir, f"{stage}.safetensors").read_bytes())
     return digest.hexdigest()
+
+
+def vae_identity(release_dir: str | os.PathLike) -> str:
+    """The VAE weights' hash recorded in a release."""
+    return stage_identity(release_dir, "vae")
+
+
+def latent_source_id(vae_release: str | os.PathLike,
+                     recovery_release: str | os.PathLike | None = None) -> str:
+    """Identifies the models that turn audio into DiT latents: VAE (+ recovery)."""
+    vae_id = vae_identity(vae_release)
+    if recovery_release is None:
+        return vae_id
+    return f"{vae_id}+recovery:{stage_identity(recovery_release, 'recovery')}"
 
 
 @torch.no_grad()
@@ -61,13 +80,14 @@ def write_latent_cache(
     dataset: Dataset,
     *,
     scale: float,
-    vae_id: str,
+    source_id: str,
     passes: int = 1,
     batch_size: int = 16,
     shard_items: int = 4096,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
     info: dict[str, Any] | None = None,
+    recovery: nn.Module | None = None,
 ) -> Path:
     """Encode ``passes`` epochs of ``dataset`` (fresh random pairs per epoch) into shards.
 
@@ -78,6 +98,8 @@ def write_latent_cache(
     (out_dir / INDEX_FILE).unlink(missing_ok=True)
     vae = vae.to(device).eval()
     mel = mel.to(device)
+    if recovery is not None:
+        recovery = recovery.to(device).eval()
     shards: list[dict[str, Any]] = []
     pending: dict[str, list[torch.Tensor]] = {"clean": [], "degraded": []}
     total = 0
@@ -99,7 +121,7 @@ def write_latent_cache(
                             num_workers=num_workers)
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-            clean, degraded = encode_pair(vae, mel, batch, scale)
+            clean, degraded = encode_pair(vae, mel, batch, scale, recovery)
             pending["clean"].append(clean.cpu())
             pending["degraded"].append(degraded.cpu())
             total += clean.shape[0]
@@ -110,7 +132,7 @@ def write_latent_cache(
     if total == 0:
         raise ValueError("the dataset gave no items to cache")
     write_json_atomic(out_dir / INDEX_FILE, {
-        "latent_scale": scale, "vae_sha256": vae_id, "num_items": total,
+        "latent_scale": scale, "source_sha256": source_id, "num_items": total,
         "shards": shards, "passes": passes, **(info or {}),
     })
     return out_dir
@@ -121,12 +143,13 @@ class LatentCacheDataset(Dataset):
 
     Args:
         cache_dir: folder written by ``write_latent_cache``.
-        expect_vae: when given, the cache must come from the VAE with this weights hash.
+        expect_source: when given, the cache must come from these models
+            (``latent_source_id``: the VAE's weights hash, plus the recovery model's).
         crop_frames: random crops of this many latent frames (None: whole items).
         seed: crops are a function of ``(seed, epoch, index)``.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike, expect_vae: str | None = None,
+    def __init__(self, cache_dir: str | os.PathLike, expect_source: str | None = None,
                  crop_frames: int | None = None, seed: int = 0) -> None:
         cache_dir = Path(cache_dir)
         index_path = cache_dir / INDEX_FILE
@@ -134,9 +157,10 @@ class LatentCacheDataset(Dataset):
             raise FileNotFoundError(f"{cache_dir}: no {INDEX_FILE}; the latent cache is missing "
                                     "or incomplete (run train/cache_latents.py)")
         self.index = json.loads(index_path.read_text())
-        if expect_vae is not None and self.index["vae_sha256"] != expect_vae:
-            raise ValueError(f"latent cache {cache_dir} was made with another VAE "
-                             f"({self.index['vae_sha256'][:12]} != {expect_vae[:12]})")
+        found = self.index["source_sha256"]
+        if expect_source is not None and found != expect_source:
+            raise ValueError(f"latent cache {cache_dir} was made with another VAE or recovery "
+                             f"model ({found[:24]} != {expect_source[:24]})")
         shards = [load_file(str(cache_dir / s["file"])) for s in self.index["shards"]]
         self.clean = torch.cat([s["clean"] for s in shards])
         self.degraded = torch.cat([s["degraded"] for s in shards])
@@ -186,13 +210,17 @@ def cache_from_config(cfg: Any, out_dir: str | os.PathLike, passes: int = 1,
     from hireslm.training.data import build_datasets, data_fingerprint, resolve_path
 
     release = resolve_path(cfg.dit.vae_release)
+    recovery_release = cfg.dit.get("recovery_release")
+    recovery_release = resolve_path(recovery_release) if recovery_release else None
+    recovery = (load_stage(recovery_release, "recovery", device=device)
+                if recovery_release else None)
     vae = load_stage(release, "vae", device=device)
     scale = float(load_release_config(release).vae.latent_scale)
     audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
     train_set, _ = build_datasets(cfg)
     return write_latent_cache(
         out_dir, vae, LogMelSpectrogram(audio), train_set, scale=scale,
-        vae_id=vae_identity(release), passes=passes,
+        source_id=latent_source_id(release, recovery_release), passes=passes, recovery=recovery,
         batch_size=batch_size or int(cfg.train.batch_size),
         num_workers=int(cfg.data.get("num_workers", 0)), device=device,
         info={"vae_release": str(release), "data": data_fingerprint(cfg)},

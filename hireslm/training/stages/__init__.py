@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hireslm.training.stages.dit import DiTStage
+from hireslm.training.stages.recovery import RecoveryStage
 from hireslm.training.stages.vae import VAEStage
 from hireslm.training.stages.vocoder import VocoderStage
 
@@ -10,6 +11,7 @@ STAGES: dict[str, type] = {
     "vae": VAEStage,
     "dit": DiTStage,
     "vocoder": VocoderStage,
+    "recovery": RecoveryStage,
 }
 
-__all__ = ["STAGES", "DiTStage", "VAEStage", "VocoderStage"]
+__all__ = ["STAGES", "DiTStage", "RecoveryStage", "VAEStage", "VocoderStage"]

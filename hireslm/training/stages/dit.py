@@ -1,7 +1,8 @@
 """Latent DiT stage: denoise clean VAE latents conditioned on the degraded audio's latents.
 
 A FROZEN VAE from a release (``dit.vae_release``) encodes the clean and degraded mels on the
-fly (posterior means, multiplied by the release's ``latent_scale``), or the latents come
+fly (posterior means, multiplied by the release's ``latent_scale``; the degraded mel first
+goes through a frozen recovery model when ``dit.recovery_release`` is set), or the latents come
 precomputed from ``data.latent_cache`` (``train/cache_latents.py``). The training objective is
 ``build_objective(cfg.objective)``; validation samples with a few steps and reports the
 latent MSE and the mel L1 after decoding.
@@ -24,11 +25,12 @@ from hireslm.diffusion.sampling import sample
 from hireslm.models import build_model
 from hireslm.release import load_release_config, load_stage, save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
-from hireslm.training.latents import LatentCacheDataset, encode_pair, vae_identity
+from hireslm.training.latents import LatentCacheDataset, encode_pair, latent_source_id
 from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
 COND_SOURCE = "vae_mean(mel(degraded)) * latent_scale"
+COND_SOURCE_RECOVERY = "vae_mean(recovery(mel(degraded))) * latent_scale"
 
 
 class DiTStage(StageBase):
@@ -51,7 +53,10 @@ class DiTStage(StageBase):
         self.mel = LogMelSpectrogram(self.audio)
         vae_release = resolve_path(cfg.dit.vae_release)
         self.vae = load_stage(vae_release, "vae")
-        self.vae_id = vae_identity(vae_release)
+        recovery_release = cfg.dit.get("recovery_release")
+        recovery_release = resolve_path(recovery_release) if recovery_release else None
+        self.recovery = load_stage(recovery_release, "recovery") if recovery_release else None
+        self.source_id = latent_source_id(vae_release, recovery_release)
         self.latent_scale = float(load_release_config(vae_release).vae.latent_scale)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
         init_from_release(model, cfg, "dit")
@@ -71,7 +76,7 @@ class DiTStage(StageBase):
             train_set, val_set = self.datasets
         elif cfg.data.get("latent_cache"):
             train_set = LatentCacheDataset(
-                resolve_path(cfg.data.latent_cache), expect_vae=self.vae_id,
+                resolve_path(cfg.data.latent_cache), expect_source=self.source_id,
                 crop_frames=cfg.data.get("crop_frames"), seed=int(cfg.get("seed", 0)),
             )
             _, val_set = build_datasets(cfg)
@@ -83,14 +88,15 @@ class DiTStage(StageBase):
             train_loader=make_loader(train_set, cfg, shuffle=True),
             val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
             ema_models=("dit",),
-            frozen={"vae": self.vae, "mel": self.mel},
+            frozen={"vae": self.vae, "mel": self.mel,
+                    **({"recovery": self.recovery} if self.recovery is not None else {})},
         )
 
     def _latents(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled clean and condition latents ``(B, C, L)`` from waves or cached latents."""
         if "z_clean" in batch:
             return batch["z_clean"].float(), batch["z_cond"].float()
-        return encode_pair(self.vae, self.mel, batch, self.latent_scale)
+        return encode_pair(self.vae, self.mel, batch, self.latent_scale, self.recovery)
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
         dit = self.parts.models["dit"]
@@ -130,9 +136,9 @@ class DiTStage(StageBase):
             extra={
                 "objective": self.cfg.objective,
                 "sampling": self.cfg.get("sampling", {}),
-                "cond": COND_SOURCE,
+                "cond": COND_SOURCE if self.recovery is None else COND_SOURCE_RECOVERY,
                 "vae_latent_scale": self.latent_scale,
-                "vae_sha256": self.vae_id,
+                "latent_source_sha256": self.source_id,
             },
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
                   "run_dir": str(self.cfg.run_dir), "vae_release": str(self.cfg.dit.vae_release)},
