@@ -36,6 +36,7 @@ HEADING = "## Training throughput"
 # (row label, stage, config overrides)
 CASES = [
     ("vae", "vae", []),
+    ("recovery", "recovery", []),
     ("dit (VAE encode on the fly)", "dit", []),
     ("vocoder vocos", "vocoder", ["model.name=vocos"]),
     ("vocoder hifigan", "vocoder", ["model.name=hifigan"]),

@@ -124,13 +124,21 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
 
 def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig) -> dict[str, EMA]:
     """Prepare models/optimizers/loaders in place; build schedulers and EMAs."""
-    for name, model in parts.models.items():
-        parts.models[name] = accelerator.prepare_model(model)
-    for name, optimizer in parts.optimizers.items():
-        parts.optimizers[name] = accelerator.prepare_optimizer(optimizer)
-    parts.train_loader = accelerator.prepare_data_loader(parts.train_loader)
+    # One prepare call: FSDP must see models and optimizers together to remap parameters.
+    model_names, optim_names = list(parts.models), list(parts.optimizers)
+    loaders = [parts.train_loader] + ([parts.val_loader] if parts.val_loader is not None else [])
+    prepared = accelerator.prepare(
+        *(parts.models[n] for n in model_names), *(parts.optimizers[n] for n in optim_names),
+        *loaders,
+    )
+    prepared = list(prepared) if isinstance(prepared, tuple) else [prepared]
+    for name in model_names:
+        parts.models[name] = prepared.pop(0)
+    for name in optim_names:
+        parts.optimizers[name] = prepared.pop(0)
+    parts.train_loader = prepared.pop(0)
     if parts.val_loader is not None:
-        parts.val_loader = accelerator.prepare_data_loader(parts.val_loader)
+        parts.val_loader = prepared.pop(0)
     if len(parts.train_loader) == 0:
         raise ValueError("the training data loader yields no batch: add data or lower batch_size")
     for module in parts.frozen.values():
