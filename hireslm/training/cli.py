@@ -46,8 +46,11 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     args.stage = stage
+    rank = int(os.environ.get("RANK", "0"))
+    # Other ranks report only problems: their progress lines would repeat rank 0's.
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)
