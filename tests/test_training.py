@@ -370,3 +370,25 @@ def test_recovery_stage_and_dit_conditioned_on_it(tmp_path, librivox_records,
     assert entry.latent_source_sha256.endswith(
         json.loads((recovery_release / "meta.json").read_text())["stages"]["recovery"][
             "weights_sha256"])
+
+
+def test_lora_fine_tune_trains_adapters_and_exports_merged_plain_weights(
+        tmp_path, vae_release) -> None:
+    common = [f"dit.vae_release={vae_release}", "train.val_every=0", "data.chain=null"]
+    source = fit(STAGES["dit"](), _cfg("dit", tmp_path / "base", "train.max_steps=2",
+                                       "train.ckpt_every=2", *common))
+    run = tmp_path / "lora"
+    tuned = fit(STAGES["dit"](), _cfg(
+        "dit", run, f"init_from={source}", "lora.r=2", "lora.target_modules=[qkv,proj]",
+        "optim.lr=1.0e-2", "train.max_steps=4", "train.ckpt_every=4", *common))
+    before = load_file(str(source / "dit.safetensors"))
+    after = load_file(str(tuned / "dit.safetensors"))
+    assert before.keys() == after.keys()  # plain parameter names: no adapters left
+    adapted = {k for k in before if ".attn.qkv." in k or ".attn.proj." in k}
+    assert adapted and all(not torch.equal(before[k], after[k]) for k in adapted
+                           if k.endswith("weight"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in adapted)
+    assert load_stage(tuned, "dit") is not None
+    (_, ckpt), = list_checkpoints(run)
+    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=False)
+    assert len(optimizer["state"]) == 4  # lora_A and lora_B of qkv and proj, one block

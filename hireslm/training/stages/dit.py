@@ -26,6 +26,7 @@ from hireslm.models import build_model
 from hireslm.release import load_release_config, load_stage, save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
 from hireslm.training.latents import LatentCacheDataset, encode_pair, latent_source_id
+from hireslm.training.lora import apply_lora, exportable, trainable
 from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
@@ -60,6 +61,7 @@ class DiTStage(StageBase):
         self.latent_scale = float(load_release_config(vae_release).vae.latent_scale)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
         init_from_release(model, cfg, "dit")
+        apply_lora(model, cfg.get("lora"))
         channels = self.vae.latent_channels
         if (model.latent_channels, model.cond_channels) != (channels, channels):
             raise ValueError(
@@ -69,7 +71,7 @@ class DiTStage(StageBase):
         self.objective = build_objective(OmegaConf.to_container(cfg.objective, resolve=True))
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
+            trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
             weight_decay=float(optim.get("weight_decay", 0.0)),
         )
         if self.datasets is not None:
@@ -130,7 +132,8 @@ class DiTStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        dit = self.accelerator.unwrap_model(self.parts.models["dit"])
+        dit = exportable(self.accelerator.unwrap_model(self.parts.models["dit"]),
+                     str(self.cfg.model.name), self.cfg.model.kwargs)
         save_stage(
             release_dir, "dit", dit, str(self.cfg.model.name), self.cfg.model.kwargs,
             extra={

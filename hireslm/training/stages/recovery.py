@@ -21,6 +21,7 @@ from hireslm.models import build_model
 from hireslm.models.vae import multiscale_mel_l1_loss
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
+from hireslm.training.lora import apply_lora, exportable, trainable
 from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
@@ -45,9 +46,10 @@ class RecoveryStage(StageBase):
         self.mel = LogMelSpectrogram(self.audio)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
         init_from_release(model, cfg, "recovery")
+        apply_lora(model, cfg.get("lora"))
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
+            trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
             weight_decay=float(optim.get("weight_decay", 0.0)),
         )
         train_set, val_set = self.datasets or build_datasets(cfg)
@@ -82,7 +84,8 @@ class RecoveryStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        model = self.accelerator.unwrap_model(self.parts.models["recovery"])
+        model = exportable(self.accelerator.unwrap_model(self.parts.models["recovery"]),
+                       str(self.cfg.model.name), self.cfg.model.kwargs)
         save_stage(
             release_dir, "recovery", model, str(self.cfg.model.name), self.cfg.model.kwargs,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),

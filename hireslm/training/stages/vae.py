@@ -17,6 +17,7 @@ from hireslm.models import build_model
 from hireslm.models.vae import kl_loss, multiscale_mel_l1_loss
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
+from hireslm.training.lora import apply_lora, exportable, trainable
 from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
@@ -43,9 +44,10 @@ class VAEStage(StageBase):
         self.mel = LogMelSpectrogram(self.audio)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
         init_from_release(model, cfg, "vae")
+        apply_lora(model, cfg.get("lora"))
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
+            trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
             weight_decay=float(optim.get("weight_decay", 0.0)),
         )
         train_set, val_set = self.datasets or build_datasets(cfg)
@@ -93,7 +95,8 @@ class VAEStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        vae = self.accelerator.unwrap_model(self.parts.models["vae"])
+        vae = exportable(self.accelerator.unwrap_model(self.parts.models["vae"]),
+                     str(self.cfg.model.name), self.cfg.model.kwargs)
         scale = measure_latent_scale(
             vae, self.mel, self.train_set, int(self.cfg.vae.get("scale_batches", 8)),
             int(self.cfg.train.batch_size), self.accelerator.device,

@@ -30,6 +30,7 @@ from hireslm.models.vocoder import (
 )
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
+from hireslm.training.lora import apply_lora, exportable, trainable
 from hireslm.training.stage import StageBase, TrainingParts, init_from_release
 from hireslm.training.tracking import mel_image
 
@@ -60,13 +61,14 @@ class VocoderStage(StageBase):
         self.model_kwargs = cfg.model[self.model_name]
         generator = build_model(self.model_name, self.model_kwargs)
         init_from_release(generator, cfg, "vocoder")
+        apply_lora(generator, cfg.get("lora"))
         if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
             raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
                              f"{self.audio.hop_length}")
         discs = {name: build_model(name, cfg.discriminators[name]) for name in DISCRIMINATORS}
         optim = cfg.optim
         betas = tuple(optim.get("betas", (0.8, 0.99)))
-        opt_g = torch.optim.AdamW(generator.parameters(), lr=float(optim.lr), betas=betas,
+        opt_g = torch.optim.AdamW(trainable(generator), lr=float(optim.lr), betas=betas,
                                   weight_decay=float(optim.get("weight_decay", 0.0)))
         opt_d = torch.optim.AdamW(
             itertools.chain(*(d.parameters() for d in discs.values())),
@@ -151,7 +153,8 @@ class VocoderStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        generator = self.accelerator.unwrap_model(self.parts.models["generator"])
+        generator = exportable(self.accelerator.unwrap_model(self.parts.models["generator"]),
+                           self.model_name, self.model_kwargs)
         save_stage(
             release_dir, "vocoder", generator, self.model_name, self.model_kwargs,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
