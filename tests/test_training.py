@@ -392,3 +392,20 @@ def test_lora_fine_tune_trains_adapters_and_exports_merged_plain_weights(
     (_, ckpt), = list_checkpoints(run)
     optimizer = torch.load(ckpt / "optimizer.bin", weights_only=False)
     assert len(optimizer["state"]) == 4  # lora_A and lora_B of qkv and proj, one block
+
+
+def test_bad_configs_fail_with_clear_errors(tmp_path, vae_release) -> None:
+    from hireslm.release import ReleaseError
+
+    with pytest.raises(ValueError, match="must equal the VAE's latent channels 4"):
+        fit(STAGES["dit"](), _cfg("dit", tmp_path / "a", f"dit.vae_release={vae_release}",
+                                  "model.kwargs.latent_channels=8",
+                                  "model.kwargs.cond_channels=8"))
+    with pytest.raises(ReleaseError, match="not a release folder"):
+        fit(STAGES["dit"](), _cfg("dit", tmp_path / "b", f"dit.vae_release={tmp_path}"))
+    with pytest.raises(ValueError, match="needs train_manifest"):
+        fit(STAGES["vae"](), _cfg("vae", tmp_path / "c", "data.folders=[]"))
+    with pytest.raises(ValueError, match="unknown trackers"):
+        fit(STAGES["vae"](), _cfg("vae", tmp_path / "d", "train.log_with=mlflow"))
+    with pytest.raises(ValueError, match="unknown LR decay"):
+        fit(STAGES["vae"](), _cfg("vae", tmp_path / "e", "train.lr_decay=step"))
