@@ -17,9 +17,13 @@ from typing import Any, Protocol
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig
+from safetensors.torch import load_model
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
+
+from hireslm.release import ReleaseError, load_release_config, weights_path
+from hireslm.training.data import resolve_path
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -109,11 +113,6 @@ def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
     source = cfg.get("init_from")
     if not source:
         return
-    from safetensors.torch import load_model
-
-    from hireslm.release import ReleaseError, load_release_config, weights_path
-    from hireslm.training.data import resolve_path
-
     release = resolve_path(source)
     config = load_release_config(release)
     if stage not in config or not weights_path(release, stage).is_file():
