@@ -91,3 +91,24 @@ def test_combine_refuses_mixed_audio_front_ends(tmp_path) -> None:
     _save(tmp_path / "b", "vocoder", VOCOS, audio={"n_mels": 128, "hop_length": 240})
     with pytest.raises(ReleaseError, match="different audio front end"):
         combine_releases(tmp_path / "c", vae=tmp_path / "a", vocoder=tmp_path / "b")
+
+
+def test_release_command_combines_and_shows(tmp_path, capsys) -> None:
+    import argparse
+
+    from hireslm.training import release_cli
+
+    _save(tmp_path / "a", "vae", VAE, extra={"latent_scale": 1.5})
+    _save(tmp_path / "b", "vocoder", VOCOS)
+    parser = argparse.ArgumentParser()
+    release_cli.add_arguments(parser)
+    out = tmp_path / "out"
+    assert release_cli.run(parser.parse_args(
+        ["combine", str(out), "--vae", str(tmp_path / "a"), "--vocoder", str(tmp_path / "b")]
+    )) == 0
+    assert load_stage(out, "vocoder") is not None and load_stage(out, "vae") is not None
+    assert release_cli.run(parser.parse_args(["show", str(out)])) == 0
+    shown = capsys.readouterr().out
+    assert "latent_scale: 1.5" in shown and '"weights_sha256"' in shown
+    with pytest.raises(SystemExit, match="name at least one stage"):
+        release_cli.run(parser.parse_args(["combine", str(tmp_path / "none")]))
