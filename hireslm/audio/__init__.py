@@ -9,6 +9,7 @@ from hireslm.audio.errors import (
     UnreadableAudioError,
 )
 from hireslm.audio.io import (
+    atomic_audio_writer,
     audio_info,
     check_audio,
     is_silent,

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help); plain dict, no import-time registry.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "restore": ("hireslm.cli.restore", "restore speech recordings to 48 kHz"),
     "degrade": ("hireslm.cli.degrade", "make degraded copies of clean files (paired test sets)"),
+    "train": ("hireslm.training.cli", "train a stage from its config (accelerate-aware)"),
+    "release": ("hireslm.training.release_cli", "combine stage releases into one, or show one"),
     "data": ("hireslm.cli.data", "build and inspect data manifests"),
 }
 

@@ -1,0 +1,130 @@
+"""``hireslm restore INPUT... -o OUTDIR``: restore files and folder trees to 48 kHz.
+
+Runs in one process, or in several under ``accelerate launch -m hireslm restore ...`` (or
+torchrun), which split the files between them and merge one report at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from hireslm.audio import audio_info
+from hireslm.audio.errors import AudioError
+from hireslm.pipeline import RestorationPipeline, RestoreOptions
+from hireslm.pipeline.batch import (
+    REPORT_NAME,
+    ReportWriter,
+    merge_reports,
+    plan_jobs,
+    release_hash,
+    run_jobs,
+    shard_jobs,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "hireslm-demo"
+OUTPUT_FORMATS = {"wav": ".wav", "flac": ".flac"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, help="audio files and/or folders")
+    parser.add_argument("-o", "--output-dir", type=Path, required=True,
+                        help="where restored files go (mirrors the input tree)")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                        help="release folder (default: the shipped demo release)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="diffusion steps (default: the release's)")
+    parser.add_argument("--scheduler", default=None, help="sampler (default: the release's)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--batch-size", type=int, default=4, help="chunks per model call")
+    parser.add_argument("--chunk-seconds", type=float, default=8.0)
+    parser.add_argument("--overlap-seconds", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="wav")
+    parser.add_argument("--bit-depth", choices=["16", "24", "float"], default="24")
+    parser.add_argument("--force", action="store_true",
+                        help="redo files whose output already exists")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be done")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    jobs = plan_jobs(args.inputs, args.output_dir, suffix=OUTPUT_FORMATS[args.format])
+    if not jobs:
+        logger.error("no audio files found in %s", [str(p) for p in args.inputs])
+        return 1
+    if args.dry_run:
+        return _dry_run(jobs, args.force)
+
+    state = _distributed_state(world_size)
+    device = args.device or _default_device(state)
+    pipeline = RestorationPipeline.from_pretrained(args.checkpoint, device=device)
+    options = RestoreOptions(
+        num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
+        overlap_seconds=args.overlap_seconds, batch_size=args.batch_size, device=str(device),
+        precision=args.precision, seed=args.seed,
+    )
+    mine = shard_jobs(jobs, rank, world_size)
+    report_name = REPORT_NAME if world_size == 1 else f"restore_report.rank{rank}.jsonl"
+    report = ReportWriter(args.output_dir / report_name)
+    logger.info("process %d/%d: %d of %d files, checkpoint %s, device %s",
+                rank, world_size, len(mine), len(jobs), args.checkpoint, device)
+    todo = [job for job in mine if args.force or not job.output.exists()]
+    with tqdm(total=round(_total_seconds(todo), 1), unit="s", desc=f"restoring [{rank}]",
+              disable=args.no_progress or rank != 0, dynamic_ncols=True) as bar:
+        counts = run_jobs(
+            pipeline, mine, options, report, checkpoint_hash=release_hash(args.checkpoint),
+            subtype={"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bit_depth],
+            force=args.force, process_index=rank,
+            on_progress=lambda seconds: bar.update(round(seconds, 2)),
+        )
+    if state is not None:
+        state.wait_for_everyone()
+    if rank == 0:
+        merge_reports(args.output_dir)
+    logger.info("process %d: %s; report %s", rank, dict(counts),
+                args.output_dir / REPORT_NAME)
+    return 1 if counts["failed"] else 0
+
+
+def _dry_run(jobs, force: bool) -> int:
+    for job in jobs:
+        action = "skip (done)" if job.output.exists() and not force else "restore"
+        print(f"{action}\t{job.input}\t{job.output}")
+    return 0
+
+
+def _total_seconds(jobs) -> float:
+    total = 0.0
+    for job in jobs:
+        try:
+            total += audio_info(job.input).duration
+        except AudioError:
+            pass  # reported when its turn comes
+    return total
+
+
+def _distributed_state(world_size: int):
+    """accelerate's process state when launched as several processes, else None."""
+    if world_size <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _default_device(state) -> torch.device:
+    if state is not None:
+        return state.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,107 @@
+"""Fixed-size overlapping chunks and their crossfaded overlap-add, streaming.
+
+Chunk ``k`` covers samples ``[k * step, k * step + size)`` with ``step = size - overlap``.
+Neighbouring chunks crossfade over ``overlap`` samples with complementary raised-cosine
+ramps (``sin^2`` in, ``cos^2`` out) that sum to exactly one, so a chunk boundary adds no
+gain change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a signal of ``total`` samples is cut into chunks of ``size`` with ``overlap``."""
+
+    total: int
+    size: int
+    overlap: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.size:
+            raise ValueError(f"need 0 <= overlap < size, got {self.overlap}, {self.size}")
+        if self.total < 0:
+            raise ValueError("total must be non-negative")
+
+    @property
+    def step(self) -> int:
+        return self.size - self.overlap
+
+    @property
+    def num_chunks(self) -> int:
+        if self.total <= self.size:
+            return 1 if self.total > 0 else 0
+        return 1 + math.ceil((self.total - self.size) / self.step)
+
+    def start(self, index: int) -> int:
+        return index * self.step
+
+
+def iter_chunks(blocks: Iterable[np.ndarray], plan: ChunkPlan) -> Iterator[np.ndarray]:
+    """Cut a stream of ``(C, n)`` blocks into ``plan.num_chunks`` chunks of ``(C, size)``.
+
+    The last chunk is zero-padded to full size. Holds at most one chunk plus one block.
+    """
+    buffer: np.ndarray | None = None
+    emitted = 0
+    for block in blocks:
+        buffer = block if buffer is None else np.concatenate([buffer, block], axis=1)
+        while emitted < plan.num_chunks - 1 and buffer.shape[1] >= plan.size:
+            yield buffer[:, : plan.size]
+            buffer = buffer[:, plan.step :]
+            emitted += 1
+    if emitted < plan.num_chunks:
+        if buffer is None:
+            raise ValueError("no audio blocks to chunk")
+        last = buffer[:, : plan.size]
+        yield np.pad(last, ((0, 0), (0, plan.size - last.shape[1])))
+
+
+class OverlapAdd:
+    """Reassemble restored chunks, in order, into a stream of finished ``(C, n)`` blocks.
+
+    ``add`` returns the samples that no later chunk can change any more, so memory holds one
+    chunk whatever the signal's length; the blocks returned add up to exactly ``plan.total``.
+    """
+
+    def __init__(self, plan: ChunkPlan, channels: int) -> None:
+        self.plan = plan
+        self.channels = channels
+        self._next_index = 0
+        self._buffer = np.zeros((channels, plan.size), dtype=np.float32)
+        self._buffer_start = 0  # absolute position of _buffer[:, 0]
+        ramp = np.sin(0.5 * np.pi * (np.arange(plan.overlap) + 0.5) / max(plan.overlap, 1)) ** 2
+        self._fade_in = ramp.astype(np.float32)
+        self._fade_out = (1.0 - ramp).astype(np.float32)
+
+    def add(self, chunk: np.ndarray) -> np.ndarray:
+        """Add the next chunk ``(C, size)``; return the finished samples ``(C, n)``."""
+        plan, index = self.plan, self._next_index
+        if index >= plan.num_chunks:
+            raise ValueError("more chunks than the plan holds")
+        if chunk.shape != (self.channels, plan.size):
+            raise ValueError(f"chunk shape {chunk.shape} != {(self.channels, plan.size)}")
+        weighted = chunk.astype(np.float32, copy=True)
+        if index > 0 and plan.overlap:
+            weighted[:, : plan.overlap] *= self._fade_in
+        is_last = index == plan.num_chunks - 1
+        if not is_last and plan.overlap:
+            weighted[:, plan.size - plan.overlap :] *= self._fade_out
+        offset = plan.start(index) - self._buffer_start
+        self._buffer[:, offset : offset + plan.size] += weighted
+        self._next_index += 1
+        final_until = plan.total if is_last else plan.start(index + 1)
+        done = final_until - self._buffer_start
+        finished = self._buffer[:, :done].copy()
+        # Keep the overlap tail, with room for the next chunk.
+        tail = self._buffer[:, done : offset + plan.size]
+        self._buffer = np.zeros((self.channels, plan.size), dtype=np.float32)
+        self._buffer[:, : tail.shape[1]] = tail
+        self._buffer_start = final_until
+        return finished

@@ -1,0 +1,91 @@
+"""Restoring one file to another, streaming, atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hireslm.audio import atomic_audio_writer, loudness_gain_db
+from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
+from hireslm.pipeline.pipeline import RestorationPipeline
+from hireslm.pipeline.source import BLOCK_SECONDS, analyse_file, file_blocks_48k
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FileResult:
+    """What restoring one file did; becomes a line of the batch report."""
+
+    input_sample_rate: int
+    channels: int
+    duration_s: float
+    output_frames: int
+    gain_db: float
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.seconds / self.duration_s if self.duration_s > 0 else float("nan")
+
+
+def restore_file(
+    pipeline: RestorationPipeline,
+    input_path: str | Path,
+    output_path: str | Path,
+    options: RestoreOptions = DEFAULT_OPTIONS,
+    *,
+    subtype: str = "PCM_24",
+    on_progress: Callable[[float], None] | None = None,
+) -> FileResult:
+    """Restore ``input_path`` into ``output_path`` (48 kHz, channels kept, exact duration).
+
+    The input is read twice in blocks (analysis, then restoration) and the output written
+    through a temp file renamed into place at the end, so memory does not grow with the
+    file's length and an interrupted run leaves no partial output. Digital silence is
+    written as silence with a warning. ``on_progress(seconds)`` reports input seconds done.
+
+    Raises:
+        UnreadableAudioError, EmptyAudioError, NonFiniteAudioError: before anything is written.
+        ValueError: when the output would overwrite the input.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.resolve() == input_path.resolve():
+        raise ValueError(f"{output_path}: refusing to overwrite the input")
+    start = time.perf_counter()
+    sr = pipeline.audio.sample_rate
+    analysis = analyse_file(input_path, sr)
+    warnings: list[str] = []
+    gain_db = loudness_gain_db(analysis.loudness_lufs, options.target_lufs)
+    report = (lambda n: on_progress(n / sr)) if on_progress else None
+    with atomic_audio_writer(output_path, sr, analysis.channels, subtype=subtype) as out:
+        if analysis.is_silent:
+            warnings.append("input is digital silence; wrote silence")
+            logger.warning("%s: digital silence; writing silence", input_path)
+            for start_frame in range(0, analysis.frames_48k, int(BLOCK_SECONDS * sr)):
+                n = min(int(BLOCK_SECONDS * sr), analysis.frames_48k - start_frame)
+                out.write(np.zeros((n, analysis.channels), dtype=np.float32))
+                if report:
+                    report(n)
+        else:
+            blocks = pipeline.restore_stream(
+                file_blocks_48k(input_path, sr), analysis.frames_48k, analysis.channels,
+                gain_db, options, on_chunk=report,
+            )
+            for block in blocks:
+                out.write(block.T)
+    return FileResult(
+        input_sample_rate=analysis.sample_rate,
+        channels=analysis.channels,
+        duration_s=analysis.duration_s,
+        output_frames=analysis.frames_48k,
+        gain_db=gain_db,
+        seconds=time.perf_counter() - start,
+        warnings=warnings,
+    )

@@ -1,0 +1,39 @@
+"""Runtime options of a restoration run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Choices that change speed or randomness, never the model.
+
+    ``num_steps``/``scheduler`` of None take the release's defaults. ``chunk_seconds`` is the
+    length the models see at once; ``overlap_seconds`` is crossfaded between chunks.
+    """
+
+    num_steps: int | None = None
+    scheduler: str | None = None
+    chunk_seconds: float = 8.0
+    overlap_seconds: float = 0.5
+    batch_size: int = 4
+    device: str = "cpu"
+    precision: str = "fp32"
+    seed: int = 0
+    target_lufs: float = -20.0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.num_steps is not None and self.num_steps < 1:
+            raise ValueError("num_steps must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.chunk_seconds <= 0 or not 0 <= self.overlap_seconds < self.chunk_seconds:
+            raise ValueError("need chunk_seconds > 0 and 0 <= overlap_seconds < chunk_seconds")
+
+
+DEFAULT_OPTIONS = RestoreOptions()

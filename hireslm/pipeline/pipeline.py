@@ -1,0 +1,241 @@
+"""``RestorationPipeline``: degraded audio of any rate and length in, restored 48 kHz out.
+
+The steps, numbered as in the code:
+
+1. resample to 48 kHz (streaming soxr)
+2. loudness-normalise to ``target_lufs``, keeping the gain (measured in a first pass)
+3. split into overlapping chunks of ``chunk_seconds`` (channels become batch rows)
+4. log-mel, then the optional recovery model
+5. encode the degraded mel with the VAE: ``z_cond``
+6. sample the DiT for ``num_steps``, chunks batched: ``z_0``
+7. decode ``z_0`` to a mel with the VAE
+8. render the waveform with the vocoder
+9. overlap-add the chunks with crossfades, cut to the input's exact duration
+10. undo the loudness gain
+11. peak-safe: a soft limiter, so the output never clips
+
+Every step streams, so a file of hours is restored in memory bounded by one batch of chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from hireslm.audio import AudioConfig, LogMelSpectrogram, apply_gain, loudness_gain_db
+from hireslm.audio.io import is_silent
+from hireslm.audio.limiter import soft_limit
+from hireslm.audio.loudness import measure_loudness
+from hireslm.diffusion.objectives import build_objective
+from hireslm.diffusion.sampling import sample
+from hireslm.pipeline.chunking import ChunkPlan, OverlapAdd, iter_chunks
+from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
+from hireslm.pipeline.source import output_length, stream_resampled
+from hireslm.release import load_release_config, load_stage, save_stage
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("vae", "dit", "vocoder")
+OPTIONAL_STAGES = ("recovery",)
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class RestorationPipeline:
+    """The three stages (and optional recovery) of a release, ready to restore audio.
+
+    Args:
+        models: stage name -> module: ``vae``, ``dit``, ``vocoder`` and optionally ``recovery``.
+        specs: stage name -> its release entry (``model``, ``kwargs`` and stage extras such as
+            the VAE's ``latent_scale`` and the DiT's ``objective`` and ``sampling``).
+        audio: the audio front end the stages were trained with.
+    """
+
+    def __init__(
+        self, models: Mapping[str, nn.Module], specs: Mapping[str, Mapping[str, Any]],
+        audio: AudioConfig,
+    ) -> None:
+        missing = [s for s in STAGES if s not in models]
+        if missing:
+            raise ValueError(f"pipeline needs stages {missing}")
+        self.models = {name: model.eval() for name, model in models.items()}
+        self.specs = {name: dict(spec) for name, spec in specs.items()}
+        self.audio = audio
+        self.mel = LogMelSpectrogram(audio)
+        self.latent_scale = float(self.specs["vae"].get("latent_scale", 1.0))
+        self.objective = build_objective(self.specs["dit"]["objective"])
+        sampling = self.specs["dit"].get("sampling", {}) or {}
+        self.default_steps = int(sampling.get("num_steps", 8))
+        self.default_scheduler = sampling.get("scheduler")
+        self.device = torch.device("cpu")
+        self.stage_seconds: dict[str, float] = defaultdict(float)
+
+    # -- loading and saving -------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, release_dir: str | Path, device: str | torch.device = "cpu"
+    ) -> RestorationPipeline:
+        """Load a release folder strictly (every stage's weights must match its config)."""
+        config = load_release_config(release_dir)
+        stages = [s for s in STAGES + OPTIONAL_STAGES if s in config]
+        models = {stage: load_stage(release_dir, stage, device) for stage in stages}
+        specs = {stage: _plain(config[stage]) for stage in stages}
+        pipeline = cls(models, specs, AudioConfig.from_dict(_plain(config["audio"])))
+        return pipeline.to(device)
+
+    def save_pretrained(self, release_dir: str | Path) -> Path:
+        """Write a release folder that ``from_pretrained`` loads back identically."""
+        for stage, model in self.models.items():
+            spec = self.specs[stage]
+            extra = {k: v for k, v in spec.items() if k not in ("model", "kwargs")}
+            save_stage(release_dir, stage, model, spec["model"], spec["kwargs"], extra=extra,
+                       audio=self.audio)
+        return Path(release_dir)
+
+    def to(self, device: str | torch.device) -> RestorationPipeline:
+        self.device = torch.device(device)
+        for model in self.models.values():
+            model.to(self.device)
+        self.mel.to(self.device)
+        return self
+
+    # -- restoring ----------------------------------------------------------------------
+
+    def __call__(
+        self, wave: np.ndarray, sample_rate: int, options: RestoreOptions = DEFAULT_OPTIONS
+    ) -> np.ndarray:
+        """Restore an in-memory ``(C, N)`` or ``(N,)`` wave; returns ``(C, M)`` float32 at
+        48 kHz with ``M = round(N * 48000 / sample_rate)`` and every sample inside (-1, 1)."""
+        wave = wave[None] if wave.ndim == 1 else wave
+        channels, frames = wave.shape
+        total = output_length(frames, sample_rate, self.audio.sample_rate)
+        if is_silent(wave):
+            logger.warning("input is digital silence; returning silence")
+            return np.zeros((channels, total), dtype=np.float32)
+        resampled = np.concatenate(
+            list(stream_resampled(iter([wave]), sample_rate, self.audio.sample_rate,
+                                  channels, total)), axis=1)
+        gain_db = loudness_gain_db(measure_loudness(resampled, self.audio.sample_rate),
+                                   options.target_lufs)
+        blocks = self.restore_stream([resampled], total, channels, gain_db, options)
+        return np.concatenate(list(blocks), axis=1)
+
+    def restore_stream(
+        self,
+        blocks_48k: Iterable[np.ndarray],
+        total: int,
+        channels: int,
+        gain_db: float,
+        options: RestoreOptions,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Restore a stream of 48 kHz ``(C, n)`` blocks adding up to ``total`` samples.
+
+        Yields finished ``(C, n)`` blocks adding up to exactly ``total``. ``gain_db`` is the
+        loudness gain (step 2) applied before the models and undone after them.
+        ``on_chunk(samples)`` reports progress in 48 kHz input samples.
+        """
+        sr = self.audio.sample_rate
+        # Chunks are whole latent frames long, so chunk borders fall on frame borders.
+        frame = self.audio.hop_length * int(self.models["vae"].downsample)
+        size = max(1, round(options.chunk_seconds * sr / frame)) * frame
+        overlap = min(round(options.overlap_seconds * sr), size - 1)
+        plan = ChunkPlan(total=total, size=size, overlap=overlap)
+        overlap_add = OverlapAdd(plan, channels)
+        normalised = (apply_gain(block, gain_db) for block in blocks_48k)  # 2.
+        chunks = iter_chunks(normalised, plan)  # 3.
+        chunks_per_batch = max(1, options.batch_size // channels)
+        index = 0
+        while index < plan.num_chunks:
+            batch = [next(chunks) for _ in range(min(chunks_per_batch, plan.num_chunks - index))]
+            rows = np.concatenate(batch, axis=0)  # (len(batch) * C, size)
+            seeds = [_row_seed(options.seed, index + i, c)
+                     for i in range(len(batch)) for c in range(channels)]
+            restored = self.restore_chunks(torch.from_numpy(rows), seeds, options)
+            restored = restored.reshape(len(batch), channels, size)
+            for chunk in restored:
+                finished = overlap_add.add(chunk)  # 9.
+                yield soft_limit(apply_gain(finished, -gain_db))  # 10., 11.
+            if on_chunk is not None:
+                on_chunk(min(plan.start(index + len(batch)), total) - plan.start(index))
+            index += len(batch)
+
+    @torch.inference_mode()
+    def restore_chunks(
+        self, chunks: torch.Tensor, seeds: list[int], options: RestoreOptions
+    ) -> np.ndarray:
+        """Steps 4-8 on a batch: loudness-normalised 48 kHz chunks ``(B, S)`` -> ``(B, S)``.
+
+        ``seeds[b]`` seeds row ``b``'s diffusion noise, so a row's result does not depend on
+        what else is in the batch.
+        """
+        device, (rows, samples) = self.device, chunks.shape
+        autocast = (
+            torch.autocast(device.type, dtype=_DTYPES[options.precision])
+            if options.precision != "fp32" else nullcontext()
+        )
+        with autocast:
+            with self._timed("mel"):
+                mel = self.mel(chunks.to(device))  # 4. (B, n_mels, T)
+                if "recovery" in self.models:
+                    mel = self.models["recovery"](mel)
+            with self._timed("encode"):
+                z_cond = self.models["vae"].encode(mel).mode() * self.latent_scale  # 5.
+            noise = torch.stack([
+                torch.randn(z_cond.shape[1:], generator=torch.Generator().manual_seed(s))
+                for s in seeds
+            ]).to(device)
+            with self._timed("diffusion"):
+                z_0 = sample(  # 6.
+                    self.models["dit"], self.objective, z_cond,
+                    options.num_steps or self.default_steps,
+                    scheduler=options.scheduler or self.default_scheduler,
+                    latent_channels=z_cond.shape[1], noise=noise,
+                )
+            with self._timed("decode"):
+                mel_hat = self.models["vae"].decode(z_0 / self.latent_scale)  # 7.
+                mel_hat = mel_hat[..., : mel.shape[-1]]
+            with self._timed("vocoder"):
+                wave = self.models["vocoder"](mel_hat.float())[..., :samples]  # 8.
+        return wave.float().cpu().numpy().reshape(rows, samples)
+
+    def _timed(self, stage: str):
+        return _StageTimer(self.stage_seconds, stage, self.device)
+
+
+class _StageTimer:
+    """Adds a block's wall time to ``totals[stage]`` (synchronising CUDA so it is honest)."""
+
+    def __init__(self, totals: dict[str, float], stage: str, device: torch.device) -> None:
+        self.totals, self.stage, self.device = totals, stage, device
+
+    def __enter__(self) -> None:
+        self._sync()
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._sync()
+        self.totals[self.stage] += time.perf_counter() - self.start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _row_seed(seed: int, chunk_index: int, channel: int) -> int:
+    """A distinct, stable seed per (run seed, chunk, channel)."""
+    return (seed * 1_000_003 + chunk_index * 1_009 + channel) % (2**63 - 1)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

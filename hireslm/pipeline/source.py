@@ -1,0 +1,111 @@
+"""Reading an input as a stream of 48 kHz blocks, and the first pass that checks it.
+
+A file is read twice: once to measure it (length at 48 kHz, loudness, peak, finiteness) and
+once to restore it. Both passes stream, so memory is bounded by a block whatever the file's
+length, and a file that is corrupt halfway through fails before any output is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from hireslm.audio import LoudnessMeter, audio_info, iter_audio_blocks
+from hireslm.audio.errors import EmptyAudioError, NonFiniteAudioError
+from hireslm.audio.io import SILENCE_THRESHOLD
+
+BLOCK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class InputAnalysis:
+    """What the first pass learns about an input."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    frames_48k: int
+    loudness_lufs: float
+    peak: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def is_silent(self) -> bool:
+        return self.peak < SILENCE_THRESHOLD
+
+
+def output_length(frames: int, sr_in: int, sr_out: int) -> int:
+    """Samples at ``sr_out`` that span exactly the input's duration."""
+    return int(round(frames * sr_out / sr_in))
+
+
+def stream_resampled(
+    blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, channels: int, total_out: int
+) -> Iterator[np.ndarray]:
+    """Resample a stream of ``(C, n)`` blocks; the output adds up to exactly ``total_out``."""
+    resampler = None if sr_in == sr_out else soxr.ResampleStream(
+        sr_in, sr_out, channels, dtype="float32", quality="VHQ"
+    )
+    produced = 0
+    pending = None
+    for block in blocks:
+        if pending is not None:
+            produced += yield from _emit(pending, resampler, False, total_out - produced)
+        pending = block
+    if pending is not None:
+        produced += yield from _emit(pending, resampler, True, total_out - produced)
+    if produced < total_out:  # the resampler's flush can fall a sample short
+        yield np.zeros((channels, total_out - produced), dtype=np.float32)
+
+
+def _emit(block: np.ndarray, resampler, last: bool, room: int):
+    out = block if resampler is None else resampler.resample_chunk(
+        np.ascontiguousarray(block.T), last=last
+    ).T
+    out = np.ascontiguousarray(out[:, :room], dtype=np.float32)
+    if out.shape[1]:
+        yield out
+    return out.shape[1]
+
+
+def file_blocks_48k(path: str | os.PathLike, sample_rate: int = 48000) -> Iterator[np.ndarray]:
+    """Stream a file as ``(C, n)`` float32 blocks at ``sample_rate``, exact total length."""
+    info = audio_info(path)
+    total = output_length(info.frames, info.samplerate, sample_rate)
+    blocks = iter_audio_blocks(path, int(BLOCK_SECONDS * info.samplerate))
+    return stream_resampled(blocks, info.samplerate, sample_rate, info.channels, total)
+
+
+def analyse_file(path: str | os.PathLike, sample_rate: int = 48000) -> InputAnalysis:
+    """First pass: decode the whole file once, in blocks, and measure it.
+
+    Raises:
+        UnreadableAudioError (corrupt, unsupported), EmptyAudioError, NonFiniteAudioError.
+    """
+    info = audio_info(path)
+    if info.frames <= 0:
+        raise EmptyAudioError(f"{path}: no samples")
+    meter = LoudnessMeter(sample_rate, info.channels)
+    peak = 0.0
+    count = 0
+    for block in file_blocks_48k(path, sample_rate):
+        if not np.isfinite(block).all():
+            raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
+        meter.update(block)
+        peak = max(peak, float(np.abs(block).max()))
+        count += block.shape[1]
+    return InputAnalysis(
+        sample_rate=info.samplerate,
+        channels=info.channels,
+        frames=info.frames,
+        frames_48k=count,
+        loudness_lufs=meter.integrated(),
+        peak=peak,
+    )

@@ -1,0 +1,153 @@
+"""``hireslm restore`` in-process and as real processes, on a real folder of mixed files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from release_factory import make_tiny_release
+
+from hireslm.audio import load_audio, resample, save_audio
+from hireslm.cli.main import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+FAST = ["--chunk-seconds", "1.0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return make_tiny_release(tmp_path_factory.mktemp("release"))
+
+
+def _speech(sample_rate: int, seconds: float, index: int = 0) -> np.ndarray:
+    wave, sr = load_audio(sorted(EXAMPLES.glob("*.flac"))[index])
+    return resample(wave, sr, sample_rate)[:, : int(seconds * sample_rate)]
+
+
+def _make_archive(root: Path) -> dict[str, tuple[int, int, float]]:
+    """A folder tree of real speech at many rates/formats/channel counts, plus bad files.
+
+    Returns the good files: relative path -> (rate, channels, duration).
+    """
+    good = {}
+    cases = [("a/8k.wav", 8000, 1), ("a/16k_stereo.flac", 16000, 2), ("b/22k.mp3", 22050, 1),
+             ("b/44k.ogg", 44100, 2), ("48k.wav", 48000, 1), ("b/c/96k.flac", 96000, 1)]
+    for i, (rel, sr, channels) in enumerate(cases):
+        wave = _speech(sr, 1.5, i % 5)
+        wave = np.concatenate([wave, 0.7 * wave]) if channels == 2 else wave
+        save_audio(root / rel, wave, sr)
+        info = sf.info(str(root / rel))
+        good[rel] = (sr, channels, info.frames / sr)
+    (root / "bad").mkdir()
+    (root / "bad" / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt junk" * 20)
+    (root / "bad" / "empty.flac").write_bytes(b"")
+    nan = np.zeros((16000, 1), np.float32)
+    nan[100] = np.nan
+    sf.write(root / "bad" / "nan.wav", nan, 16000, subtype="FLOAT")
+    save_audio(root / "silent.wav", np.zeros((1, 16000), np.float32), 16000)
+    return good
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _report(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "restore_report.jsonl").read_text().splitlines()]
+
+
+def test_restores_an_archive_and_reports_bad_files(release, tmp_path):
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    good = _make_archive(archive)
+    before = _hashes(archive)
+    code = main(["restore", str(archive), "-o", str(out), "--checkpoint", str(release), *FAST])
+    assert code == 1  # some files failed
+    assert _hashes(archive) == before  # inputs untouched
+    for rel, (_, channels, duration) in good.items():
+        restored, sr = load_audio(out / Path(rel).with_suffix(".wav"))
+        assert sr == 48000 and restored.shape == (channels, round(duration * 48000))
+        assert np.max(np.abs(restored)) <= 1.0
+    records = {Path(r["input"]).name: r for r in _report(out)}
+    assert {records[n]["status"] for n in ("corrupt.wav", "empty.flac", "nan.wav")} == {"failed"}
+    assert "NonFinite" in records["nan.wav"]["error"]
+    assert records["silent.wav"]["status"] == "silent"
+    assert not load_audio(out / "silent.wav")[0].any()
+    ok = records["96k.flac"]
+    assert ok["status"] == "ok" and ok["input_sample_rate"] == 96000 and ok["real_time_factor"] > 0
+    assert len(ok["checkpoint"]) == 16
+    assert not list(out.rglob("*.part"))
+
+
+def test_refuses_output_inside_input(release, tmp_path):
+    save_audio(tmp_path / "x.wav", _speech(16000, 0.5), 16000)
+    with pytest.raises(ValueError, match="inside input folder"):
+        main(["restore", str(tmp_path), "-o", str(tmp_path / "out"), "--checkpoint", str(release)])
+
+
+def test_dry_run_writes_nothing(release, tmp_path, capsys):
+    save_audio(tmp_path / "in" / "x.wav", _speech(16000, 0.5), 16000)
+    code = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--dry-run",
+                 "--checkpoint", str(release)])
+    assert code == 0 and "restore\t" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_killed_batch_resumes_without_redoing_finished_files(release, tmp_path):
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    for i in range(6):
+        save_audio(archive / f"f{i}.wav", _speech(16000, 3.0, i % 5), 16000)
+    command = [sys.executable, "-m", "hireslm", "restore", str(archive), "-o", str(out),
+               "--checkpoint", str(release), *FAST]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("f*.wav"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("f*.wav")}
+    assert 2 <= len(finished) < 6, "kill landed too late to test resuming"
+    assert main(["restore", str(archive), "-o", str(out), "--checkpoint", str(release),
+                 *FAST]) == 0
+    assert {p.name for p in out.glob("f*.wav")} == {f"f{i}.wav" for i in range(6)}
+    for name, mtime in finished.items():
+        assert (out / name).stat().st_mtime_ns == mtime  # not redone
+    assert not list(out.glob(".*.part"))
+    assert sorted(Path(r["input"]).name for r in _report(out)) == [f"f{i}.wav" for i in range(6)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_split_the_files(release, tmp_path):
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    for i in range(5):
+        save_audio(archive / f"f{i}.flac", _speech(22050, 1.0 + 0.3 * i, i % 5), 22050)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), "-m", "hireslm", "restore",
+               str(archive), "-o", str(out), "--checkpoint", str(release), *FAST]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = _report(out)
+    assert sorted(Path(r["input"]).name for r in records) == [f"f{i}.flac" for i in range(5)]
+    assert all(r["status"] == "ok" for r in records)
+    assert {r["process"] for r in records} == {0, 1}
+    assert not list(out.glob("restore_report.rank*"))
+    for i in range(5):
+        assert sf.info(str(out / f"f{i}.wav")).samplerate == 48000

@@ -1,0 +1,98 @@
+"""RestorationPipeline on real speech with a tiny random-weight release: lengths, peaks,
+determinism, batching, chunk borders, streaming from files, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from release_factory import make_tiny_release
+
+from hireslm.audio import load_audio, resample, save_audio
+from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return make_tiny_release(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(release) -> RestorationPipeline:
+    return RestorationPipeline.from_pretrained(release)
+
+
+@pytest.fixture(scope="module")
+def speech() -> tuple[np.ndarray, int]:
+    """Real speech at 16 kHz, (1, N)."""
+    return load_audio(sorted(EXAMPLES.glob("*.flac"))[1])
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 44100, 96000])
+def test_output_is_48k_exact_length_and_never_clips(pipeline, speech, sample_rate):
+    wave = resample(speech[0], speech[1], sample_rate)[:, : int(1.3 * sample_rate)]
+    wave = np.concatenate([wave, 0.5 * wave])  # stereo
+    out = pipeline(wave * 3.0, sample_rate, RestoreOptions(chunk_seconds=1.0))
+    assert out.shape == (2, round(wave.shape[1] * 48000 / sample_rate))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.max(np.abs(out)) < 1.0
+
+
+def test_seeded_and_independent_of_batch_size(pipeline, speech):
+    wave, sr = speech
+    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2, seed=3)
+    first = pipeline(wave, sr, RestoreOptions(**{**options.__dict__, "batch_size": 1}))
+    again = pipeline(wave, sr, RestoreOptions(**{**options.__dict__, "batch_size": 5}))
+    np.testing.assert_allclose(first, again, atol=1e-5)
+    other = pipeline(wave, sr, RestoreOptions(**{**options.__dict__, "seed": 4}))
+    assert np.abs(other - first).max() > 1e-4
+
+
+def test_no_discontinuity_at_chunk_borders(pipeline, speech):
+    """The local roughness (RMS of the first difference over 5 ms) at each chunk border is
+    within the range seen everywhere else in the restored signal."""
+    wave, sr = speech
+    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
+    out = pipeline(wave, sr, options)[0]
+    step = 48000 * 0.8 - 0.2 * 48000  # chunk size is whole latent frames (0.8 s = 20 x 40 ms)
+    window = 240
+    diff = np.abs(np.diff(out))
+    roughness = np.sqrt(np.convolve(diff**2, np.ones(window) / window, mode="valid"))
+    borders = [int(k * step) for k in range(1, int(out.size // step))]
+    at_borders = np.array([roughness[b - window // 2] for b in borders])
+    assert at_borders.max() <= np.percentile(roughness, 99.5)
+
+
+def test_silence_in_silence_out(pipeline):
+    out = pipeline(np.zeros((1, 16000), np.float32), 16000)
+    assert out.shape == (1, 48000) and not out.any()
+
+
+def test_restore_file_streams_and_matches_in_memory(pipeline, speech, tmp_path):
+    wave, sr = speech
+    source = save_audio(tmp_path / "in.flac", wave, sr)
+    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
+    result = restore_file(pipeline, source, tmp_path / "out.wav", options)
+    restored, out_sr = load_audio(tmp_path / "out.wav")
+    assert out_sr == 48000 and restored.shape == (1, round(wave.shape[1] * 3))
+    assert result.channels == 1 and result.input_sample_rate == sr
+    in_memory = pipeline(wave, sr, options)
+    # 24-bit output: equal to the in-memory result up to quantisation.
+    np.testing.assert_allclose(restored, in_memory, atol=2e-4)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_restore_file_refuses_to_overwrite_its_input(pipeline, speech, tmp_path):
+    source = save_audio(tmp_path / "in.wav", *speech)
+    with pytest.raises(ValueError, match="overwrite"):
+        restore_file(pipeline, source, source)
+
+
+def test_save_pretrained_round_trip(pipeline, speech, tmp_path):
+    wave, sr = speech
+    reloaded = RestorationPipeline.from_pretrained(pipeline.save_pretrained(tmp_path / "copy"))
+    options = RestoreOptions(chunk_seconds=1.0)
+    np.testing.assert_array_equal(pipeline(wave, sr, options), reloaded(wave, sr, options))
