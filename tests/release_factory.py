@@ -11,7 +11,7 @@ from hireslm.release import save_stage
 
 TINY_STAGES = {
     "vae": ("mel_vae", {"n_mels": 128, "latent_channels": 8, "hidden_channels": 16,
-                        "channel_mults": [1, 1], "downsample": 4, "num_res_blocks": 1}),
+                        "channel_mults": [1, 1, 1], "downsample": 4, "num_res_blocks": 1}),
     "dit": ("dit", {"latent_channels": 8, "cond_channels": 8, "hidden_dim": 32, "depth": 1,
                     "num_heads": 2}),
     "vocoder": ("vocos", {"n_mels": 128, "dim": 32, "intermediate_dim": 64, "num_layers": 1}),
