@@ -160,6 +160,9 @@ def run_jobs(
         if job.output.exists() and not force:
             counts["skipped"] += 1
             continue
+        # A killed run leaves its temp file; only this job ever writes one for this output.
+        for stale in job.output.parent.glob(f".{job.output.name}.*.part"):
+            stale.unlink(missing_ok=True)
         record: dict[str, Any] = {
             "input": str(job.input), "output": str(job.output),
             "checkpoint": checkpoint_hash, "process": process_index,
