@@ -13,8 +13,8 @@ def soft_limit(wave: np.ndarray, knee: float = DEFAULT_KNEE) -> np.ndarray:
     """Leave samples within ``±knee`` untouched; bend larger ones smoothly towards ±1.
 
     Above the knee, ``knee + h * tanh((|x| - knee) / h)`` with ``h = CEILING - knee``:
-    continuous with slope 1 at the knee and never above ``CEILING``, so a 16/24-bit file cannot clip. Stateless, so
-    streaming blocks limit exactly as the whole file would.
+    continuous with slope 1 at the knee and never above ``CEILING``, so a 16/24-bit file
+    cannot clip. Stateless, so streaming blocks limit exactly as the whole file would.
     """
     if not 0.0 < knee < CEILING:
         raise ValueError(f"knee must be in (0, {CEILING}), got {knee}")
