@@ -151,6 +151,23 @@ def test_noise_crops_have_no_resampling_edges():
         np.testing.assert_allclose(piece, 0.5, atol=1e-3)
 
 
+def test_noise_with_silent_stretches_redraws_the_crop(speech_48k, librivox_files):
+    # Half digital silence: some crops land in it; they are redrawn and the SNR still holds.
+    recorded, rate = load_audio(librivox_files[2])
+    recorded = recorded[:, : rate // 2]
+    gappy = np.concatenate([recorded, np.zeros((1, 4 * rate), dtype=np.float32)], axis=1)
+    for seed in range(8):
+        out = DEGRADATIONS["noise"](speech_48k[:, : SR // 4], SR, np.random.default_rng(seed),
+                                    snr_db=10.0, noise=gappy, noise_sample_rate=rate)
+        assert abs(snr_db(speech_48k[:, : SR // 4], out) - 10.0) < 0.5
+
+
+def test_all_silent_noise_falls_back_to_synthetic(speech_48k):
+    out = DEGRADATIONS["noise"](speech_48k, SR, np.random.default_rng(0), snr_db=5.0,
+                                noise=np.zeros((1, SR), dtype=np.float32), color="pink")
+    assert abs(snr_db(speech_48k, out) - 5.0) < 0.5
+
+
 def test_babble_snr(speech_48k, talkers):
     out = DEGRADATIONS["babble"](speech_48k, SR, np.random.default_rng(0), snr_db=3.0,
                                  talkers=talkers, talkers_sample_rate=16000)

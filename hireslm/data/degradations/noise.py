@@ -17,6 +17,10 @@ NOISE_COLORS: dict[str, float] = {
     "violet": -2.0,
 }
 
+# A recorded-noise crop below this mean power (-120 dBFS) counts as silent.
+SILENCE_POWER = 1e-12
+SILENT_CROP_RETRIES = 4
+
 
 def colored_noise(
     channels: int, length: int, sample_rate: int, rng: np.random.Generator, alpha: float = 0.0
@@ -70,22 +74,25 @@ def noise(
     Args:
         wave: ``(C, N)`` float32.
         noise: a recorded noise ``(C', M)`` or ``(M,)``; looped/cropped at a random offset and
-            resampled from ``noise_sample_rate`` (default ``sample_rate``). ``None``: synthetic
-            noise of ``color`` (a name in ``NOISE_COLORS`` or the exponent alpha itself).
+            resampled from ``noise_sample_rate`` (default ``sample_rate``). A crop that is
+            digital silence (noise files often have silent stretches) is redrawn at another
+            offset, up to ``SILENT_CROP_RETRIES`` times, then replaced by synthetic noise of
+            ``color``. ``None``: synthetic noise of ``color`` (a name in ``NOISE_COLORS`` or
+            the exponent alpha itself).
     Returns:
         ``(C, N)`` float32.
     """
     wave = check_wave(wave, sample_rate, "noise")
     channels, length = wave.shape
-    if noise is None:
-        if isinstance(color, str) and color not in NOISE_COLORS:
-            raise ValueError(f"unknown noise color {color!r}; known: {sorted(NOISE_COLORS)}")
-        alpha = NOISE_COLORS[color] if isinstance(color, str) else float(color)
-        source = colored_noise(channels, length, sample_rate, rng, alpha)
-    else:
-        source = fit_length(noise, noise_sample_rate or sample_rate, length, sample_rate, rng)
-        source = match_channels(source, channels)
-    return mix_at_snr(wave, source, snr_db)
+    if isinstance(color, str) and color not in NOISE_COLORS:
+        raise ValueError(f"unknown noise color {color!r}; known: {sorted(NOISE_COLORS)}")
+    if noise is not None:
+        for _ in range(1 + SILENT_CROP_RETRIES):
+            crop = fit_length(noise, noise_sample_rate or sample_rate, length, sample_rate, rng)
+            if power(crop) > SILENCE_POWER:
+                return mix_at_snr(wave, match_channels(crop, channels), snr_db)
+    alpha = NOISE_COLORS[color] if isinstance(color, str) else float(color)
+    return mix_at_snr(wave, colored_noise(channels, length, sample_rate, rng, alpha), snr_db)
 
 
 def babble(
