@@ -23,9 +23,9 @@ import torch
 from omegaconf import OmegaConf
 
 from hireslm.config import freeze, load_config
+from hireslm.fileio import write_text_atomic
 from hireslm.models import build_model
 from hireslm.release import save_stage
-from hireslm.training.checkpointing import write_text_atomic
 from hireslm.training.loop import fit
 from hireslm.training.stages import STAGES
 from hireslm.training.tracking import read_metrics

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from torch import nn
 
 import hireslm
 from hireslm.audio import AudioConfig
+from hireslm.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hireslm.models import build_model
 
 CONFIG_FILE = "config.yaml"
@@ -63,20 +63,14 @@ def save_stage(
     if {"model", "kwargs"} & set(extra):
         raise ValueError("extra must not override 'model' or 'kwargs'")
     target = weights_path(release_dir, stage)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=release_dir)
-    os.close(fd)
-    try:
-        save_model(model, tmp_name, metadata={"stage": stage, "model": model_name})
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        save_model(model, str(tmp), metadata={"stage": stage, "model": model_name})
 
     config = _read_config(release_dir)
     if audio is not None or "audio" not in config:
         config["audio"] = _audio_dict(audio)
     config[stage] = {"model": model_name, "kwargs": _plain(model_kwargs), **_plain(extra)}
-    _write_text(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+    write_text_atomic(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
 
     info = _read_meta(release_dir)
     info["version"] = hireslm.__version__
@@ -86,7 +80,7 @@ def save_stage(
         "weights_sha256": _file_hash(target),
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
-    _write_text(release_dir / META_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(release_dir / META_FILE, info)
 
 
 def load_release_config(release_dir: str | os.PathLike) -> DictConfig:
@@ -154,17 +148,14 @@ def combine_releases(out_dir: str | os.PathLike, **sources: str | os.PathLike) -
     for stage, (source, entry) in entries.items():
         target = weights_path(out_dir, stage)
         if weights_path(source, stage).resolve() != target.resolve():
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                            dir=out_dir)
-            os.close(fd)
-            shutil.copyfile(weights_path(source, stage), tmp_name)
-            os.replace(tmp_name, target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(weights_path(source, stage), tmp)
         config[stage] = entry
         stage_meta = _read_meta(source).get("stages", {}).get(stage, {})
         info.setdefault("stages", {})[stage] = {**stage_meta, "source": str(source.resolve())}
     config["audio"] = audio
-    _write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
-    _write_text(out_dir / META_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+    write_json_atomic(out_dir / META_FILE, info)
     return out_dir
 
 
@@ -206,17 +197,6 @@ def _read_config(release_dir: Path) -> dict[str, Any]:
 def _read_meta(release_dir: Path) -> dict[str, Any]:
     path = release_dir / META_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _file_hash(path: Path) -> str:

@@ -7,7 +7,6 @@ MP3, AIFF and more. Arrays are ``(C, N)`` float32 numpy arrays throughout hiresl
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from hireslm.audio.errors import (
     SilentAudioError,
     UnreadableAudioError,
 )
+from hireslm.fileio import atomic_path
 
 SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise floor
 
@@ -138,17 +138,10 @@ def atomic_audio_writer(
     if subtype is None and path.suffix.lower() == ".opus":
         subtype = "OPUS"
     fmt = format or _format_from_suffix(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        with sf.SoundFile(
-            tmp_name, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt
-        ) as handle:
-            yield handle
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, sf.SoundFile(
+        tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt
+    ) as handle:
+        yield handle
 
 
 def _format_from_suffix(path: Path) -> str:

@@ -14,8 +14,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from hireslm.audio.io import load_audio, save_audio
 from hireslm.audio.resample import resample
 from hireslm.data.chain import DegradationChain, check_param_names
 from hireslm.data.degradations import DEGRADATIONS
+from hireslm.fileio import write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                                params)
         failures += "error" in record
         records.append(record)
-    write_jsonl(out_dir / REPORT_NAME, records)
+    write_jsonl_atomic(out_dir / REPORT_NAME, records)
     logger.info("degraded %d of %d files into %s", len(records) - failures, len(records), out_dir)
     if failures:
         logger.error("%d files failed; see %s", failures, out_dir / REPORT_NAME)
@@ -217,15 +216,3 @@ def _resource_files(folder: Path | None, manifest: Path | None) -> list[Path]:
     return files
 
 
-def write_jsonl(path: Path, records: Sequence[dict]) -> None:
-    """Write one JSON object per line, atomically (temp file beside it, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -14,7 +14,6 @@ is the speaker id. The packages are GPL/CC licensed: fetch them, never commit th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from hireslm.data.manifest import (
     summarize,
     write_manifest,
 )
+from hireslm.fileio import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def build_demo_manifests(
         "speakers": _per_speaker(speech_all),
         "failures": speech_failures + noise_failures,
     }
-    write_json(out_dir / "summary.json", summary)
+    write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
 
@@ -263,22 +263,6 @@ def _per_speaker(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, fl
             "median_bandwidth_khz": round(bands[len(bands) // 2] / 1000.0, 2),
         }
     return out
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def fetch_demo(

@@ -8,15 +8,11 @@ the shared temporary folder because accelerate saves one per process.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from accelerate import Accelerator
 
@@ -89,22 +85,3 @@ def _prune(root: Path, keep_last: int) -> None:
     found = list_checkpoints(root.parent)
     for _, path in found[:-keep_last]:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON through a temp file and rename."""
-    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path

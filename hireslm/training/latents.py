@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hireslm.audio import LogMelSpectrogram
+from hireslm.fileio import atomic_path, write_json_atomic
 from hireslm.release import read_meta
-from hireslm.training.checkpointing import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +190,8 @@ class LatentCacheDataset(Dataset):
 
 
 def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
 
 
 

@@ -23,13 +23,8 @@ from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataPara
 from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 
-from hireslm.training.checkpointing import (
-    latest_checkpoint,
-    remove_partial,
-    save_checkpoint,
-    write_json_atomic,
-    write_text_atomic,
-)
+from hireslm.fileio import write_json_atomic, write_text_atomic
+from hireslm.training.checkpointing import latest_checkpoint, remove_partial, save_checkpoint
 from hireslm.training.ema import EMA
 from hireslm.training.schedules import build_scheduler
 from hireslm.training.stage import NonFiniteLossError, Stage, TrainingParts
