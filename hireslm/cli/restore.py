@@ -81,13 +81,15 @@ def run(args: argparse.Namespace) -> int:
     logger.info("process %d/%d: %d of %d files, checkpoint %s, device %s",
                 rank, world_size, len(mine), len(jobs), args.checkpoint, device)
     todo = [job for job in mine if args.force or not job.output.exists()]
-    with tqdm(total=round(_total_seconds(todo), 1), unit="s", desc=f"restoring [{rank}]",
-              disable=args.no_progress or rank != 0, dynamic_ncols=True) as bar:
+    with tqdm(total=_total_seconds(todo), unit="s", desc=f"restoring [{rank}]",
+              bar_format=PROGRESS_FORMAT, disable=args.no_progress or rank != 0,
+              dynamic_ncols=True) as bar:
         counts = run_jobs(
             pipeline, mine, options, report, checkpoint_hash=release_hash(args.checkpoint),
             subtype={"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bit_depth],
             force=args.force, process_index=rank,
-            on_progress=lambda seconds: bar.update(round(seconds, 2)),
+            # Header durations can be a little short (MP3): never run past the total.
+            on_progress=lambda seconds: bar.update(min(seconds, bar.total - bar.n)),
         )
     if state is not None:
         state.wait_for_everyone()
@@ -96,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     logger.info("process %d: %s; report %s", rank, dict(counts),
                 args.output_dir / REPORT_NAME)
     return 1 if counts["failed"] else 0
+
+
+PROGRESS_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
+                   "[{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def _dry_run(jobs, force: bool) -> int:
