@@ -1,0 +1,155 @@
+"""Evaluation reports: per-file CSV and JSON, and a markdown table of means per group."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from hireslm.evaluation.evaluate import Evaluation, FileResult
+from hireslm.evaluation.pairs import ALL
+
+CSV_NAME, JSON_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.json", "summary.md"
+
+# column -> (table header, decimals); arrows say which way is better
+HEADERS: dict[str, tuple[str, int]] = {
+    "lsd": ("LSD ↓", 2),
+    "lsd_hf": ("LSD-HF ↓", 2),
+    "si_sdr": ("SI-SDR (dB) ↑", 1),
+    "pesq": ("PESQ-WB ↑", 2),
+    "estoi": ("ESTOI ↑", 3),
+    "dnsmos_sig": ("SIG ↑", 2),
+    "dnsmos_bak": ("BAK ↑", 2),
+    "dnsmos_ovrl": ("OVRL ↑", 2),
+}
+
+
+def summarise(evaluation: Evaluation) -> dict[str, dict]:
+    """Per group (and ``all`` over every group): counts, the mean of each column over the
+    files where it is defined, and how many files left it undefined, by reason."""
+    columns = evaluation.options.columns
+    groups: dict[str, list[FileResult]] = {}
+    for result in evaluation.results:
+        groups.setdefault(result.group, []).append(result)
+    if len(groups) > 1 or ALL not in groups:
+        groups[ALL] = list(evaluation.results)
+    summary = {}
+    for group, results in groups.items():
+        scored = [r for r in results if r.status == "ok"]
+        means, undefined = {}, {}
+        for column in columns:
+            values = [r.metrics[column] for r in scored if not math.isnan(r.metrics[column])]
+            means[column] = float(np.mean(values)) if values else math.nan
+            reasons = Counter(r.notes.get(column, "undefined") for r in scored
+                              if math.isnan(r.metrics[column]))
+            if reasons:
+                undefined[column] = dict(reasons)
+        status = Counter(r.status for r in results)
+        summary[group] = {
+            "files": len(results), "scored": status["ok"], "missing": status["missing"],
+            "errors": status["error"], "means": means, "undefined": undefined,
+        }
+    return summary
+
+
+def markdown_table(evaluation: Evaluation, summary: dict[str, dict]) -> str:
+    """Means per group as a markdown table, then footnotes for undefined values."""
+    columns = evaluation.options.columns
+    header = ["group", "files"] + [HEADERS[c][0] for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, entry in summary.items():
+        cells = [group if group != ALL else "**all**", str(entry["scored"])]
+        for column in columns:
+            value = entry["means"][column]
+            cells.append("n/a" if math.isnan(value) else f"{value:.{HEADERS[column][1]}f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = []
+    for group, entry in summary.items():
+        if entry["missing"] or entry["errors"]:
+            notes.append(f"- {group}: {entry['missing']} missing, {entry['errors']} errors "
+                         "(not in the means)")
+        if group == ALL and len(summary) > 1:
+            continue
+        for column, reasons in entry["undefined"].items():
+            for reason, count in reasons.items():
+                notes.append(f"- {group}: {HEADERS[column][0].split()[0]} undefined for "
+                             f"{count} files ({reason}); means over the rest")
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\n" + "\n".join(notes) + "\n"
+    return text
+
+
+def _csv_text(evaluation: Evaluation) -> str:
+    columns = evaluation.options.columns
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["group", "key", "status", *columns, "duration_s", "reference",
+                     "estimate", "notes"])
+    for r in evaluation.results:
+        notes = "; ".join(f"{k}: {v}" for k, v in r.notes.items())
+        writer.writerow([r.group, r.key, r.status,
+                         *("" if math.isnan(r.metrics[c]) else f"{r.metrics[c]:.6g}"
+                           for c in columns),
+                         "" if math.isnan(r.duration_s) else f"{r.duration_s:.3f}",
+                         r.reference, r.estimate or "", notes])
+    return buffer.getvalue()
+
+
+def _json_safe(value):
+    """NaN is not JSON: written as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_text(evaluation: Evaluation, summary: dict, settings: dict) -> str:
+    payload = {
+        "settings": {**asdict(evaluation.options), **settings},
+        "summary": summary,
+        "unmatched": evaluation.unmatched,
+        "files": [asdict(r) for r in evaluation.results],
+    }
+    return json.dumps(_json_safe(payload), indent=1, ensure_ascii=False) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(
+    evaluation: Evaluation, out_dir: str | Path, settings: dict | None = None
+) -> dict[str, Path]:
+    """Write ``metrics.csv``, ``metrics.json`` and ``summary.md`` into ``out_dir``.
+
+    ``settings`` (e.g. the folders compared) is stored in the JSON beside the options.
+    Returns ``{"csv" | "json" | "markdown": path}``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(evaluation)
+    paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME,
+             "markdown": out_dir / MARKDOWN_NAME}
+    _write_atomic(paths["csv"], _csv_text(evaluation))
+    _write_atomic(paths["json"], _json_text(evaluation, summary, settings or {}))
+    _write_atomic(paths["markdown"], markdown_table(evaluation, summary))
+    return paths
