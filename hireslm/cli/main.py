@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("hireslm.cli.restore", "restore speech recordings to 48 kHz"),
     "degrade": ("hireslm.cli.degrade", "make degraded copies of clean files (paired test sets)"),
+    "evaluate": ("hireslm.cli.evaluate", "score restored files against clean references"),
     "train": ("hireslm.training.cli", "train a stage from its config (accelerate-aware)"),
     "release": ("hireslm.training.release_cli", "combine stage releases into one, or show one"),
     "data": ("hireslm.cli.data", "build and inspect data manifests"),

@@ -1,0 +1,128 @@
+"""``hireslm evaluate``: score restored files against clean references.
+
+Every audio file under REF_DIR is paired with the file at the same relative path (any audio
+extension) under EST_DIR; both are resampled to 48 kHz and must be sample-aligned. Writes
+``metrics.csv``, ``metrics.json`` (per file) and ``summary.md`` (means) into OUT. See
+docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from hireslm.audio.io import load_audio
+from hireslm.audio.resample import resample
+from hireslm.evaluation.evaluate import METRICS, EvaluationOptions, FileResult, evaluate_dirs
+from hireslm.evaluation.pairs import AUDIO_SUFFIXES, CHANNEL_MODES, LoadedPair
+from hireslm.evaluation.plots import plot_spectrograms
+from hireslm.evaluation.report import markdown_table, summarise, write_reports
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref_dir", type=Path, help="clean references (recursive)")
+    parser.add_argument("est_dir", type=Path, help="restored files, mirroring REF_DIR")
+    parser.add_argument("-o", "--out", type=Path, default=None,
+                        help="report folder (default: EST_DIR/evaluation)")
+    parser.add_argument("--kinds", action="store_true",
+                        help="EST_DIR holds one sub-folder per degradation kind, each "
+                             "mirroring REF_DIR; one table row per kind")
+    parser.add_argument("--group-by-folder", action="store_true",
+                        help="one table row per first-level sub-folder of REF_DIR")
+    parser.add_argument("--metrics", default=",".join(METRICS),
+                        help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+    parser.add_argument("--channels", choices=CHANNEL_MODES, default="mix",
+                        help="mix: score the mono mix; each: score channel by channel and "
+                             "average (default: mix)")
+    parser.add_argument("--length-tolerance-ms", type=float, default=10.0,
+                        help="length differences up to this are trimmed, longer ones are "
+                             "errors (default: 10)")
+    parser.add_argument("--lsd-split-hz", type=float, default=4000.0,
+                        help="LSD-HF counts the band from here up (default: 4000)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when restored files are missing")
+    parser.add_argument("--plots", action="store_true",
+                        help="write spectrogram PNGs (input/restored/reference) to OUT/plots")
+    parser.add_argument("--input-dir", type=Path, default=None,
+                        help="degraded inputs mirroring REF_DIR (per kind with --kinds), "
+                             "for the plots' first panel")
+    parser.add_argument("--max-plots", type=int, default=8,
+                        help="plots per group (default: 8)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate; 0 when every reference was scored (missing allowed with --allow-missing)."""
+    out_dir = args.out if args.out is not None else args.est_dir / "evaluation"
+    try:
+        metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+        options = EvaluationOptions(metrics=metrics, channels=args.channels,
+                                    length_tolerance_ms=args.length_tolerance_ms,
+                                    lsd_split_hz=args.lsd_split_hz)
+        on_scored = _plotter(args, out_dir / "plots") if args.plots else None
+        evaluation = evaluate_dirs(args.ref_dir, args.est_dir, options, kinds=args.kinds,
+                                   group_by_folder=args.group_by_folder, exclude=[out_dir],
+                                   on_scored=on_scored)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        logger.error("%s", exc)
+        return 1
+    settings = {"ref_dir": str(args.ref_dir), "est_dir": str(args.est_dir),
+                "kinds": args.kinds, "group_by_folder": args.group_by_folder}
+    paths = write_reports(evaluation, out_dir, settings)
+    logger.info("means:\n%s", markdown_table(evaluation, summarise(evaluation)))
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    status = Counter(r.status for r in evaluation.results)
+    if status["missing"]:
+        log = logger.warning if args.allow_missing else logger.error
+        log("%d of %d references have no restored file", status["missing"],
+            len(evaluation.results))
+    if status["error"]:
+        logger.error("%d pairs could not be scored; see %s", status["error"], paths["csv"])
+    failed = status["error"] or (status["missing"] and not args.allow_missing)
+    return 1 if failed else 0
+
+
+def _plotter(args: argparse.Namespace, plots_dir: Path):
+    """An ``on_scored`` hook that plots the first ``--max-plots`` files of each group."""
+    done: Counter[str] = Counter()
+
+    def on_scored(result: FileResult, loaded: LoadedPair) -> None:
+        if done[result.group] >= args.max_plots:
+            return
+        done[result.group] += 1
+        panels = []
+        if args.input_dir is not None:
+            root = args.input_dir / result.group if args.kinds else args.input_dir
+            degraded = _load_input(root, result.key, loaded)
+            if degraded is not None:
+                panels.append(("input", degraded))
+        panels += [("restored", loaded.estimate.mean(0)), ("reference", loaded.reference.mean(0))]
+        scores = "  ".join(f"{name} {result.metrics[col]:.2f}"
+                           for name, col in (("LSD", "lsd"), ("PESQ", "pesq"))
+                           if not math.isnan(result.metrics.get(col, math.nan)))
+        # keys hold the sub-folders already; only a kind is not part of them
+        group_dir = plots_dir / result.group if args.kinds else plots_dir
+        plot_spectrograms(panels, loaded.sample_rate, group_dir / f"{result.key}.png",
+                          title=f"{result.key}  {scores}")
+
+    return on_scored
+
+
+def _load_input(root: Path, key: str, loaded: LoadedPair) -> np.ndarray | None:
+    """The degraded input for ``key`` under ``root``, mono at the pair's rate and length."""
+    stem = root / key
+    candidates = [p for p in sorted(stem.parent.glob(f"{stem.name}.*"))
+                  if p.suffix.lower() in AUDIO_SUFFIXES and p.with_suffix("").name == stem.name]
+    if not candidates:
+        logger.warning("%s: no input file for the plot", stem)
+        return None
+    wave, rate = load_audio(candidates[0])
+    wave = resample(wave, rate, loaded.sample_rate).mean(0)
+    n = loaded.reference.shape[1]
+    return np.pad(wave[:n], (0, max(0, n - wave.shape[0])))
