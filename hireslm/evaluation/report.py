@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +14,7 @@ import numpy as np
 
 from hireslm.evaluation.evaluate import Evaluation, FileResult
 from hireslm.evaluation.pairs import ALL
+from hireslm.fileio import write_text_atomic
 
 CSV_NAME, JSON_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.json", "summary.md"
 
@@ -125,17 +124,6 @@ def _json_text(evaluation: Evaluation, summary: dict, settings: dict) -> str:
     return json.dumps(_json_safe(payload), indent=1, ensure_ascii=False) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_reports(
     evaluation: Evaluation, out_dir: str | Path, settings: dict | None = None
 ) -> dict[str, Path]:
@@ -149,7 +137,7 @@ def write_reports(
     summary = summarise(evaluation)
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME,
              "markdown": out_dir / MARKDOWN_NAME}
-    _write_atomic(paths["csv"], _csv_text(evaluation))
-    _write_atomic(paths["json"], _json_text(evaluation, summary, settings or {}))
-    _write_atomic(paths["markdown"], markdown_table(evaluation, summary))
+    write_text_atomic(paths["csv"], _csv_text(evaluation))
+    write_text_atomic(paths["json"], _json_text(evaluation, summary, settings or {}))
+    write_text_atomic(paths["markdown"], markdown_table(evaluation, summary))
     return paths
