@@ -25,9 +25,10 @@ from hireslm.diffusion.sampling import sample
 from hireslm.models import build_model
 from hireslm.release import load_release_config, load_stage, save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
+from hireslm.training.finetune import adapt_model, export_model
 from hireslm.training.latents import LatentCacheDataset, encode_pair, latent_source_id
-from hireslm.training.lora import apply_lora, exportable, trainable
-from hireslm.training.stage import StageBase, TrainingParts, init_from_release
+from hireslm.training.lora import trainable
+from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
 
 COND_SOURCE = "vae_mean(mel(degraded)) * latent_scale"
@@ -59,9 +60,17 @@ class DiTStage(StageBase):
         self.recovery = load_stage(recovery_release, "recovery") if recovery_release else None
         self.source_id = latent_source_id(vae_release, recovery_release)
         self.latent_scale = float(load_release_config(vae_release).vae.latent_scale)
+        if cfg.get("init_from"):
+            trained_on = load_release_config(resolve_path(cfg.init_from)).dit.get(
+                "latent_source_sha256")
+            if trained_on and trained_on != self.source_id:
+                raise ValueError(
+                    f"init_from {cfg.init_from}: its DiT was trained on other latents "
+                    f"({trained_on[:16]}) than dit.vae_release/recovery_release give "
+                    f"({self.source_id[:16]}); point them at the release's own VAE (and "
+                    "recovery model)")
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
-        init_from_release(model, cfg, "dit")
-        apply_lora(model, cfg.get("lora"))
+        adapt_model(model, cfg, "dit")
         channels = self.vae.latent_channels
         if (model.latent_channels, model.cond_channels) != (channels, channels):
             raise ValueError(
@@ -132,8 +141,8 @@ class DiTStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        dit = exportable(self.accelerator.unwrap_model(self.parts.models["dit"]),
-                     str(self.cfg.model.name), self.cfg.model.kwargs)
+        live = self.accelerator.unwrap_model(self.parts.models["dit"])
+        dit = export_model(self.cfg, "dit", live, str(self.cfg.model.name), self.cfg.model.kwargs)
         save_stage(
             release_dir, "dit", dit, str(self.cfg.model.name), self.cfg.model.kwargs,
             extra={

@@ -21,8 +21,9 @@ from hireslm.models import build_model
 from hireslm.models.vae import multiscale_mel_l1_loss
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.lora import apply_lora, exportable, trainable
-from hireslm.training.stage import StageBase, TrainingParts, init_from_release
+from hireslm.training.finetune import adapt_model, export_model
+from hireslm.training.lora import trainable
+from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
 
 
@@ -45,8 +46,7 @@ class RecoveryStage(StageBase):
         self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
         self.mel = LogMelSpectrogram(self.audio)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
-        init_from_release(model, cfg, "recovery")
-        apply_lora(model, cfg.get("lora"))
+        adapt_model(model, cfg, "recovery")
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
             trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
@@ -84,8 +84,9 @@ class RecoveryStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        model = exportable(self.accelerator.unwrap_model(self.parts.models["recovery"]),
-                       str(self.cfg.model.name), self.cfg.model.kwargs)
+        live = self.accelerator.unwrap_model(self.parts.models["recovery"])
+        model = export_model(self.cfg, "recovery", live, str(self.cfg.model.name),
+                             self.cfg.model.kwargs)
         save_stage(
             release_dir, "recovery", model, str(self.cfg.model.name), self.cfg.model.kwargs,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),

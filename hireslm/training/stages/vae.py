@@ -17,8 +17,9 @@ from hireslm.models import build_model
 from hireslm.models.vae import kl_loss, multiscale_mel_l1_loss
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.lora import apply_lora, exportable, trainable
-from hireslm.training.stage import StageBase, TrainingParts, init_from_release
+from hireslm.training.finetune import adapt_model, export_model
+from hireslm.training.lora import trainable
+from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,7 @@ class VAEStage(StageBase):
         self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
         self.mel = LogMelSpectrogram(self.audio)
         model = build_model(str(cfg.model.name), cfg.model.kwargs)
-        init_from_release(model, cfg, "vae")
-        apply_lora(model, cfg.get("lora"))
+        adapt_model(model, cfg, "vae")
         optim = cfg.optim
         optimizer = torch.optim.AdamW(
             trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
@@ -95,8 +95,8 @@ class VAEStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        vae = exportable(self.accelerator.unwrap_model(self.parts.models["vae"]),
-                     str(self.cfg.model.name), self.cfg.model.kwargs)
+        live = self.accelerator.unwrap_model(self.parts.models["vae"])
+        vae = export_model(self.cfg, "vae", live, str(self.cfg.model.name), self.cfg.model.kwargs)
         scale = measure_latent_scale(
             vae, self.mel, self.train_set, int(self.cfg.vae.get("scale_batches", 8)),
             int(self.cfg.train.batch_size), self.accelerator.device,

@@ -1,10 +1,11 @@
 """Vocoder stage: a GAN with multi-period + multi-resolution discriminators.
 
 Generator loss: ``mel_weight * multi-scale mel L1 + adv_weight * adversarial +
-fm_weight * feature matching`` (the adversarial terms start at ``gan_start_step``); the
-discriminators step first on the detached output, then the generator steps, both inside one
-``train_step``. The generator is ``MODELS[cfg.model.name]`` ("vocos" or "hifigan") built
-from ``cfg.model[cfg.model.name]``.
+fm_weight * feature matching`` (the adversarial terms start at ``gan_start_step``; the
+discriminators train from ``disc_start_step``, by default the same step). The discriminators
+step first on the detached output, then the generator steps, both inside one ``train_step``.
+The generator is ``MODELS[cfg.model.name]`` ("vocos" or "hifigan") built from
+``cfg.model[cfg.model.name]``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from hireslm.models.vocoder import (
 )
 from hireslm.release import save_stage
 from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.lora import apply_lora, exportable, trainable
-from hireslm.training.stage import StageBase, TrainingParts, init_from_release
+from hireslm.training.finetune import adapt_model, export_model
+from hireslm.training.lora import trainable
+from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
 
 DISCRIMINATORS = ("mpd", "mrd")
@@ -60,8 +62,7 @@ class VocoderStage(StageBase):
         self.model_name = str(cfg.model.name)
         self.model_kwargs = cfg.model[self.model_name]
         generator = build_model(self.model_name, self.model_kwargs)
-        init_from_release(generator, cfg, "vocoder")
-        apply_lora(generator, cfg.get("lora"))
+        adapt_model(generator, cfg, "vocoder")
         if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
             raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
                              f"{self.audio.hop_length}")
@@ -99,12 +100,16 @@ class VocoderStage(StageBase):
         real = batch["clean"].squeeze(1)  # (B, S)
         mel = self.mel(real)
         fake = models["generator"](mel)[..., : real.shape[-1]]
-        use_gan = step >= int(cfg.get("gan_start_step", 0))
+        gan_start = int(cfg.get("gan_start_step", 0))
+        use_gan = step >= gan_start
+        # A fine-tuned generator meets fresh discriminators (releases hold none): they learn
+        # alone from disc_start_step until the generator's adversarial terms start.
+        train_disc = step >= min(int(cfg.get("disc_start_step", gan_start)), gan_start)
         kind = str(cfg.get("gan_loss", "hinge"))
         out: dict[str, float] = {}
         batch_size = real.shape[0]
 
-        if use_gan:
+        if train_disc:
             # Real and fake in one forward: DDP expects one forward per backward.
             both = torch.cat([real, fake.detach()], dim=0)
             logits, _ = self._discriminate(models, both)
@@ -153,8 +158,8 @@ class VocoderStage(StageBase):
         }
 
     def export(self, release_dir: Path) -> None:
-        generator = exportable(self.accelerator.unwrap_model(self.parts.models["generator"]),
-                           self.model_name, self.model_kwargs)
+        live = self.accelerator.unwrap_model(self.parts.models["generator"])
+        generator = export_model(self.cfg, "vocoder", live, self.model_name, self.model_kwargs)
         save_stage(
             release_dir, "vocoder", generator, self.model_name, self.model_kwargs,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
