@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 import hireslm
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders, read_manifest
+from hireslm.training.early_stopping import EarlyStopping
+from hireslm.training.small_data import holdout_split
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +75,55 @@ def build_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset | None]:
         "min_bandwidth_hz": float(data.get("min_bandwidth_hz", 0.0)),
     }
     seed = int(cfg.get("seed", 0))
+    train_records, valid_records = split_records(cfg)
     train = PairedSpeechDataset(
-        load_records(data, "train"), float(data.segment_seconds), seed=seed,
+        train_records, float(data.segment_seconds), seed=seed,
         length=data.get("length"), **common,
     )
     val = None
     if int(data.get("val_items", 0)) > 0:
         val = PairedSpeechDataset(
-            load_records(data, "valid"),
+            valid_records,
             float(data.get("val_segment_seconds") or data.segment_seconds),
             seed=seed + 1, length=int(data.val_items), validation=True, **common,
         )
     return train, val
+
+
+def split_records(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(train, valid)`` clean-speech records per ``cfg.data``.
+
+    With ``data.holdout`` set and no validation split in the data (no ``valid_manifest``, no
+    record with ``split: valid``), the validation files are held out of the training files
+    (``hireslm.training.small_data.holdout_split``). Validation files that are also training
+    files are reported, and refused when ``train.early_stopping`` would stop on them.
+    """
+    data = cfg.data
+    train = load_records(data, "train")
+    holdout = float(data.get("holdout") or 0)
+    if holdout > 0 and not _has_valid_split(data):
+        train, valid = holdout_split(train, holdout)
+        logger.info("data.holdout: %d files for validation, %d for training",
+                    len(valid), len(train))
+        return train, valid
+    valid = load_records(data, "valid")
+    shared = {str(r["path"]) for r in train} & {str(r["path"]) for r in valid}
+    if shared:
+        message = (f"{len(shared)} of {len(valid)} validation files are training files: "
+                   "validation then measures memorisation; set data.holdout or "
+                   "data.valid_manifest")
+        if EarlyStopping.from_config(cfg.get("train", {}).get("early_stopping")) is not None:
+            raise ValueError(f"train.early_stopping: {message}")
+        logger.warning(message)
+    return train, valid
+
+
+def _has_valid_split(data: DictConfig) -> bool:
+    if data.get("valid_manifest"):
+        return True
+    manifest = data.get("train_manifest")
+    return bool(manifest) and any(
+        r.get("split") == "valid" for r in read_manifest(resolve_path(manifest)))
 
 
 def make_loader(dataset: Dataset, cfg: DictConfig, shuffle: bool) -> DataLoader:

@@ -25,14 +25,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from hireslm.fileio import write_json_atomic, write_text_atomic
 from hireslm.training.checkpointing import latest_checkpoint, remove_partial, save_checkpoint
+from hireslm.training.early_stopping import EarlyStopping
 from hireslm.training.ema import EMA
+from hireslm.training.finetune import inherit_from_release
 from hireslm.training.schedules import build_scheduler
+from hireslm.training.small_data import plan_max_steps
 from hireslm.training.stage import NonFiniteLossError, Stage, TrainingParts
 from hireslm.training.tracking import init_trackers, log_media, log_scalars, tracker_names
 
 logger = logging.getLogger(__name__)
 
 RELEASE_DIR = "release"
+EARLY_STOPPING_FILE = "early_stopping.json"
 
 
 class TrainState:
@@ -58,9 +62,14 @@ class TrainState:
 def fit(stage: Stage, cfg: DictConfig) -> Path:
     """Train ``stage`` per ``cfg`` (resuming from the run's latest checkpoint) and export.
 
-    Returns the release folder holding the exported EMA weights.
+    With ``init_from``, the model's name and sizes come from that release
+    (``hireslm.training.finetune.inherit_from_release``).
+    Returns the release folder holding the exported EMA weights: those of the last step, or
+    with ``train.early_stopping`` those of the best validation (the run stops once the metric
+    has not improved for ``patience`` validations).
     Raises ``NonFiniteLossError`` (after saving the last good state) if the loss diverges.
     """
+    cfg = inherit_from_release(cfg)
     train = cfg.train
     run_dir = Path(cfg.run_dir).resolve()
     accelerator = Accelerator(
@@ -81,13 +90,20 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
 
     parts = stage.build(cfg, accelerator)
     stage.parts = parts  # the stage reads the prepared objects through this same instance
-    emas = _prepare(accelerator, parts, train)
+    max_steps = plan_max_steps(parts.train_loader.dataset, train, accelerator.num_processes)
+    stopper = EarlyStopping.from_config(train.get("early_stopping"))
+    if stopper is not None and (parts.val_loader is None or not int(train.get("val_every", 0))):
+        raise ValueError("train.early_stopping needs validation: set data.val_items > 0 and "
+                         "train.val_every > 0")
+    emas = _prepare(accelerator, parts, train, max_steps)
     # One stream per rank: ranks draw different noise for their different data shards.
     generator = torch.Generator(device=accelerator.device)
     generator.manual_seed(int(cfg.get("seed", 0)) * 1000 + accelerator.process_index)
     stage.generator = generator
     state = TrainState(generator)
     accelerator.register_for_checkpointing(state)
+    if stopper is not None:
+        accelerator.register_for_checkpointing(stopper)
 
     latest = latest_checkpoint(run_dir)
     if latest is not None:
@@ -95,21 +111,21 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
         logger.info("resumed from %s at step %d", latest[1], state.step)
     init_trackers(accelerator, cfg, run_dir)
 
-    max_steps = int(train.max_steps)
+    release_dir = Path(train.get("export_dir") or run_dir / RELEASE_DIR)
     try:
-        _train(accelerator, stage, parts, emas, state, cfg, run_dir, max_steps)
+        _train(accelerator, stage, parts, emas, state, cfg, run_dir, max_steps,
+               stopper, release_dir)
     except NonFiniteLossError:
         logger.error("loss diverged at step %d; saving the last good state", state.step)
         save_checkpoint(accelerator, run_dir, state.step, int(train.get("keep_last", 3)))
         accelerator.end_training()
         raise
 
-    release_dir = Path(train.get("export_dir") or run_dir / RELEASE_DIR)
-    stage.steps_done = state.step
-    if accelerator.is_main_process:
-        with _ema_weights(accelerator, parts, emas):
-            stage.export(release_dir)
-        logger.info("exported EMA weights after %d steps to %s", state.step, release_dir)
+    if stopper is None or stopper.best_step is None:
+        _export(accelerator, stage, parts, emas, release_dir, state.step)
+    else:
+        logger.info("release %s holds the best EMA weights: step %d, %s=%.4g", release_dir,
+                    stopper.best_step, f"val/{stopper.metric}", stopper.best)
     if train.get("write_weights_hash", False):
         _write_weights_hash(accelerator, parts, run_dir)
     accelerator.wait_for_everyone()
@@ -117,7 +133,8 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     return release_dir
 
 
-def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig) -> dict[str, EMA]:
+def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig,
+             max_steps: int) -> dict[str, EMA]:
     """Prepare models/optimizers/loaders in place; build schedulers and EMAs."""
     # One prepare call: FSDP must see models and optimizers together to remap parameters.
     model_names, optim_names = list(parts.models), list(parts.optimizers)
@@ -144,7 +161,7 @@ def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig) 
         scheduler = build_scheduler(
             optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
             warmup_steps=int(train.get("warmup_steps", 0)),
-            total_steps=int(train.get("schedule_steps") or train.max_steps),
+            total_steps=int(train.get("schedule_steps") or max_steps),
             decay=str(train.get("lr_decay", "cosine")),
             min_ratio=float(train.get("min_lr_ratio", 0.0)),
         )
@@ -177,7 +194,8 @@ def _batches(accelerator: Accelerator, loader: Any, first_epoch: int,
 
 
 def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: dict[str, EMA],
-           state: TrainState, cfg: DictConfig, run_dir: Path, max_steps: int) -> None:
+           state: TrainState, cfg: DictConfig, run_dir: Path, max_steps: int,
+           stopper: EarlyStopping | None, release_dir: Path) -> None:
     train = cfg.train
     accum = int(train.get("grad_accum", 1))
     log_every = int(train.get("log_every", 50))
@@ -186,6 +204,9 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
     keep_last = int(train.get("keep_last", 3))
     if state.step >= max_steps:
         logger.info("already at step %d >= max_steps %d; nothing to train", state.step, max_steps)
+        return
+    if stopper is not None and stopper.stopped:
+        logger.info("early stopping already ended this run at step %d", state.step)
         return
     per_epoch = len(parts.train_loader)
     done = state.step * accum
@@ -217,22 +238,59 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
                                                for k, v in scalars.items()}, state.step)
             sums.clear()
             counted, samples, tic = 0, 0, time.perf_counter()
+        stop = False
         if val_every and (state.step % val_every == 0 or state.step == max_steps):
-            _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
+            metrics = _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
+            if stopper is not None:
+                stop = _early_stopping(accelerator, stage, parts, emas, stopper, metrics,
+                                       run_dir, release_dir, state.step)
             for module in models:
                 module.train()
-        if ckpt_every and (state.step % ckpt_every == 0 or state.step == max_steps):
+        at_ckpt = bool(ckpt_every) and (state.step % ckpt_every == 0 or state.step == max_steps)
+        if at_ckpt or stop:
             save_checkpoint(accelerator, run_dir, state.step, keep_last)
-        if state.step >= max_steps:
+        if state.step >= max_steps or stop:
             break
+
+
+def _early_stopping(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
+                    emas: dict[str, EMA], stopper: EarlyStopping, metrics: dict[str, float],
+                    run_dir: Path, release_dir: Path, step: int) -> bool:
+    """Feed one validation to ``stopper``; export on improvement. True when the run must stop."""
+    if stopper.update(metrics, step):
+        _export(accelerator, stage, parts, emas, release_dir, step)
+    scalars = {"early_stopping/bad_validations": float(stopper.bad_validations)}
+    if stopper.best is not None:
+        scalars["early_stopping/best"] = stopper.best
+    log_scalars(accelerator, run_dir, scalars, step)
+    if accelerator.is_main_process:
+        write_json_atomic(run_dir / EARLY_STOPPING_FILE, {**stopper.summary(), "step": step})
+    if stopper.stopped:
+        logger.info("early stopping at step %d: val/%s has not improved by more than %g for "
+                    "%d validations (best %.4g at step %d)", step, stopper.metric,
+                    stopper.min_delta, stopper.patience, stopper.best, stopper.best_step)
+    return stopper.stopped
+
+
+def _export(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: dict[str, EMA],
+            release_dir: Path, step: int) -> None:
+    """The main process exports the EMA weights of ``step`` to ``release_dir``."""
+    stage.steps_done = step
+    if accelerator.is_main_process:
+        with _ema_weights(accelerator, parts, emas):
+            stage.export(release_dir)
+        logger.info("exported EMA weights after %d steps to %s", step, release_dir)
+    accelerator.wait_for_everyone()
 
 
 @torch.no_grad()
 def _validate(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
-              emas: dict[str, EMA], cfg: DictConfig, run_dir: Path, step: int) -> None:
-    """Average ``stage.validate`` over a few batches (EMA weights) and log it with media."""
+              emas: dict[str, EMA], cfg: DictConfig, run_dir: Path,
+              step: int) -> dict[str, float]:
+    """Average ``stage.validate`` over a few batches (EMA weights), log it with media and
+    return the scalars (same on every rank; keys without ``val/``)."""
     if parts.val_loader is None:
-        return
+        return {}
     num = int(cfg.train.get("val_batches", 2))
     sums: dict[str, float] = defaultdict(float)
     audio: dict[str, np.ndarray] = {}
@@ -258,6 +316,7 @@ def _validate(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
     log_media(accelerator, audio, images, step, sample_rate)
     logger.info("step %d validation: %s", step,
                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    return metrics
 
 
 def _ema_weights(accelerator: Accelerator, parts: TrainingParts, emas: dict[str, EMA]) -> ExitStack:
