@@ -223,6 +223,14 @@ def test_small_data_guards(studio_manifest) -> None:
     train, valid = split_records(load_config(RECIPES / "dit_lora.yaml", [
         f"data.train_manifest={studio_manifest}", "data.holdout=2"]))
     assert (len(train), len(valid)) == (3, 2)
+    # A manifest's own splits win over data.holdout; its test files are never trained on.
+    split_manifest = write_manifest(studio_manifest.parent / "split.jsonl", [
+        {**r, "split": s} for r, s in zip(records, ["train"] * 3 + ["valid", "test"],
+                                          strict=True)])
+    train, valid = split_records(load_config(RECIPES / "dit_lora.yaml", [
+        f"data.train_manifest={split_manifest}"]))
+    assert [r["split"] for r in train] == ["train"] * 3 and [r["split"] for r in valid] == [
+        "valid"]
 
 
 def _train_cfg(values: dict, **extra) -> DictConfig:

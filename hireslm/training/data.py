@@ -46,7 +46,10 @@ def load_records(data: DictConfig, split: str) -> list[dict[str, Any]]:
     manifest = data.get(f"{split}_manifest") or data.get("train_manifest")
     if manifest:
         records = read_manifest(resolve_path(manifest))
-        if any("split" in r for r in records) and not data.get(f"{split}_manifest"):
+        # A manifest named for this split is used whole; the train manifest is filtered for
+        # training too, or its valid/test records would be trained on.
+        dedicated = split != "train" and data.get(f"{split}_manifest")
+        if any("split" in r for r in records) and not dedicated:
             records = [r for r in records if r.get("split", "train") == split]
     elif data.get("folders"):
         records, failures = index_folders([resolve_path(f) for f in data.folders])
