@@ -11,8 +11,9 @@ Layout (every folder mirrors ``clean/``, so ``hireslm evaluate`` pairs the files
     OUT/testset.json                     config, source of each reference, degrade commands
 
 The references come from the manifest's clips (exact duplicates dropped), resampled with
-``hireslm.audio.resample`` and mixed to mono. Each kind is one ``hireslm degrade`` run (its
-command line is logged and stored), seeded per file, so a rebuild is identical.
+``hireslm.audio.resample``, mixed to mono, and scaled to -0.1 dBFS where they exceed full
+scale. Each kind is one ``hireslm degrade`` run (its command line is logged and stored),
+seeded per file, so a rebuild is identical byte for byte.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from hireslm.fileio import write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "testsets" / "heldout.yaml"
 CLEAN = "clean"
+PEAK = 10 ** (-0.1 / 20)  # references above full scale are scaled to -0.1 dBFS
 logger = logging.getLogger("make_testset")
 
 
@@ -81,8 +83,12 @@ def write_references(
         wave = resample(wave, rate, sample_rate)
         if mono:
             wave = wave.mean(axis=0, keepdims=True)
-        subtype = "PCM_24" if float(np.max(np.abs(wave))) <= 1.0 else "FLOAT"
-        save_audio(clean_dir / f"{name}.wav", wave, sample_rate, subtype=subtype)
+        peak = float(np.max(np.abs(wave)))
+        if peak > PEAK:
+            # Vorbis decodes can overshoot full scale; a float WAV would carry libsndfile's
+            # time-stamped PEAK chunk and make rebuilds differ byte-wise.
+            wave = wave * (PEAK / peak)
+        save_audio(clean_dir / f"{name}.wav", wave, sample_rate, subtype="PCM_24")
         sources[name] = record["path"]
     return sources
 
