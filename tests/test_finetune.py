@@ -22,10 +22,16 @@ from hireslm.data.manifest import index_folders, write_manifest
 from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
 from hireslm.release import ReleaseError, load_release_config, load_stage, read_meta, save_stage
 from hireslm.training import fit, release_cli
-from hireslm.training.adapters import adapter_weights_path, load_adapted_model, merge_adapter
+from hireslm.training.adapters import (
+    adapter_weights_path,
+    load_adapted_model,
+    merge_adapter,
+    save_adapter,
+)
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.data import split_records
 from hireslm.training.early_stopping import EarlyStopping
+from hireslm.training.lora import apply_lora
 from hireslm.training.small_data import holdout_split, plan_max_steps
 from hireslm.training.stages import STAGES
 from hireslm.training.tracking import read_metrics
@@ -235,3 +241,22 @@ def test_small_data_guards(studio_manifest) -> None:
 
 def _train_cfg(values: dict, **extra) -> DictConfig:
     return OmegaConf.create({**values, **extra})
+
+
+def test_vocoder_lora_adapter_merges_into_the_release(tmp_path, base_release) -> None:
+    config = load_release_config(base_release).vocoder
+    vocoder = apply_lora(load_stage(base_release, "vocoder"),
+                         {"r": 2, "alpha": 4, "target_modules": ["pwconv1", "pwconv2"]})
+    with torch.no_grad():  # as if trained: lora_B starts at zero
+        for name, param in vocoder.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.1)
+    save_adapter(tmp_path / "adapter", "vocoder", vocoder, str(config.model), config.kwargs,
+                 {"r": 2, "alpha": 4, "target_modules": ["pwconv1", "pwconv2"]},
+                 base_release=base_release)
+    merged = load_stage(merge_adapter(base_release, tmp_path / "adapter", tmp_path / "out"),
+                        "vocoder")
+    mel = torch.randn(1, 128, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(mel), vocoder.eval()(mel), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(merged(mel), load_stage(base_release, "vocoder")(mel))
