@@ -153,6 +153,14 @@ def test_full_dit_recipe_keeps_frozen_prefixes(tmp_path, base_release, studio_ma
     with pytest.raises(ValueError, match="freeze prefix 'blocks.9' matches no parameter"):
         fit(STAGES["dit"](), _recipe("dit_full", tmp_path / "typo", base_release,
                                      studio_manifest, "freeze=[blocks.9]"))
+    # A DiT release records the latents it was trained on; another VAE is refused.
+    other_latents = tmp_path / "other_latents"
+    config = load_release_config(base_release).dit
+    save_stage(other_latents, "dit", load_stage(base_release, "dit"), config.model, config.kwargs,
+               extra={"objective": config.objective, "latent_source_sha256": "0" * 64})
+    with pytest.raises(ValueError, match="trained on other latents"):
+        fit(STAGES["dit"](), _recipe("dit_full", tmp_path / "latents", other_latents,
+                                     studio_manifest, f"dit.vae_release={base_release}"))
 
 
 def test_early_stopping_stops_and_exports_the_best_ema_weights(
