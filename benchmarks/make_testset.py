@@ -120,7 +120,8 @@ def build(config: Any, out: Path, limit: int | None = None, force: bool = False)
                               f"{', '.join(p.name for p in managed)})")
     for path in existing:
         shutil.rmtree(path)
-    records = sorted(read_manifest(config.manifest), key=lambda r: r["path"])[:limit]
+    records = list({r["path"]: r for r in read_manifest(config.manifest)}.values())
+    records = sorted(records, key=lambda r: r["path"])[:limit]
     sources = write_references(records, out / CLEAN, int(config.sample_rate), bool(config.mono))
     logger.info("wrote %d references (%d duplicates skipped) to %s", len(sources),
                 len(records) - len(sources), out / CLEAN)

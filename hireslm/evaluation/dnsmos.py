@@ -2,9 +2,13 @@
 shipped inside the ``speechmos`` wheel.
 
 The scorer holds its two ONNX sessions; build one per evaluation and reuse it (loading
-costs a second or so). It follows Microsoft's reference script (which speechmos copies):
-signals shorter than 9.01 s are doubled until they are at least that long, then scored in
-9.01 s windows every second and averaged.
+costs a second or so). By default it follows Microsoft's reference script (which speechmos
+copies): signals shorter than 9.01 s are doubled until they are at least that long, then
+scored in 9.01 s windows every second and averaged. A 1 s clip thus costs 8 model calls that
+all see the same clip, tiled, at other phases. ``fast=True`` scores such a clip once, tiled
+to exactly 9.01 s (up to 9x faster on short clips; signals of 9.01 s and longer are scored
+as in the reference). On 10 held-out 0.65-2.5 s clips the two differed by 0.03-0.06 on
+average (at most 0.33) on each of SIG, BAK and OVRL.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from hireslm.audio.io import is_silent
 from hireslm.evaluation.metrics import MetricUndefined
 
 DNSMOS_RATE = 16000
+WINDOW_SECONDS = 9.01  # the models' input length
 
 
 class DnsmosScorer:
     """``scorer(wave16k) -> {"sig": ..., "bak": ..., "ovrl": ...}`` (MOS, about 1 to 5)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = False) -> None:
+        self.fast = fast
         try:
             import speechmos
             from speechmos.dnsmos import DNSMOS
@@ -49,6 +55,9 @@ class DnsmosScorer:
         if is_silent(wave):
             raise MetricUndefined("estimate is digital silence")
         wave = np.clip(wave.astype(np.float32), -1.0, 1.0)
+        window = int(WINDOW_SECONDS * DNSMOS_RATE)
+        if self.fast and wave.size < window:
+            wave = np.resize(wave, window)  # tiles: one window, hence one model call
         scores = self._model(wave, DNSMOS_RATE, False)
         return {
             "sig": float(scores["sig_mos"]),

@@ -51,6 +51,7 @@ class EvaluationOptions:
     channels: str = "mix"  # "mix": mono mix; "each": per channel, then averaged
     length_tolerance_ms: float = 10.0
     lsd_split_hz: float = 4000.0  # lsd_hf counts the bins at and above this frequency
+    dnsmos_fast: bool = False  # one window per clip under 9.01 s (see DnsmosScorer)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.metrics) - set(METRICS))
@@ -183,7 +184,7 @@ def evaluate_pairs(
     ``on_scored(result, loaded)`` is called after each scored pair (plots hook in here).
     """
     check_requirements(options.metrics)
-    dnsmos = DnsmosScorer() if "dnsmos" in options.metrics else None
+    dnsmos = DnsmosScorer(options.dnsmos_fast) if "dnsmos" in options.metrics else None
     results = []
     start = time.perf_counter()
     for index, pair in enumerate(pairs, 1):
