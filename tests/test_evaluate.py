@@ -194,7 +194,8 @@ def test_cli_writes_csv_json_and_markdown(folders, tmp_path):
     assert report["summary"]["all"]["means"]["si_sdr"] == pytest.approx(
         np.mean([float(r["si_sdr"]) for r in rows]))
     table = (out / "summary.md").read_text()
-    assert "| x | 2 |" in table and "| **all** | 3 |" in table and "PESQ-WB" in table
+    assert "| group | scored |" in table and "PESQ-WB" in table
+    assert "| x | 2 |" in table and "| **all** | 3 |" in table
 
 
 def test_cli_missing_file_fails_unless_allowed(folders, tmp_path, caplog):

@@ -4,11 +4,12 @@ shipped inside the ``speechmos`` wheel.
 The scorer holds its two ONNX sessions; build one per evaluation and reuse it (loading
 costs a second or so). By default it follows Microsoft's reference script (which speechmos
 copies): signals shorter than 9.01 s are doubled until they are at least that long, then
-scored in 9.01 s windows every second and averaged. A 1 s clip thus costs 8 model calls that
+scored in 9.01 s windows every second and averaged. A 1 s clip thus costs 7 model calls that
 all see the same clip, tiled, at other phases. ``fast=True`` scores such a clip once, tiled
-to exactly 9.01 s (up to 9x faster on short clips; signals of 9.01 s and longer are scored
-as in the reference). On 10 held-out 0.65-2.5 s clips the two differed by 0.03-0.06 on
-average (at most 0.33) on each of SIG, BAK and OVRL.
+to exactly 9.01 s: up to 9x faster on short clips, identical for 4.5-5.5 s ones (doubling
+gives one window there), unchanged for signals of 9.01 s and longer. On 10 held-out
+0.65-2.5 s clips the two differed by 0.03-0.06 on average (at most 0.33) on each of SIG,
+BAK and OVRL.
 """
 
 from __future__ import annotations

@@ -212,7 +212,7 @@ def evaluate_pairs(
         if result.status != "ok":
             logger.warning("%s [%s]: %s", pair.key, pair.group, result.notes["file"])
         if index % 50 == 0 or index == len(pairs):
-            logger.info("scored %d/%d pairs (%.0f s)", index, len(pairs),
+            logger.info("done %d/%d pairs (%.0f s)", index, len(pairs),
                         time.perf_counter() - start)
         results.append(result)
     return results

@@ -62,7 +62,7 @@ def summarise(evaluation: Evaluation) -> dict[str, dict]:
 def markdown_table(evaluation: Evaluation, summary: dict[str, dict]) -> str:
     """Means per group as a markdown table, then footnotes for undefined values."""
     columns = evaluation.options.columns
-    header = ["group", "files"] + [HEADERS[c][0] for c in columns]
+    header = ["group", "scored"] + [HEADERS[c][0] for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, entry in summary.items():
         cells = [group if group != ALL else "**all**", str(entry["scored"])]
