@@ -106,7 +106,7 @@ def _plotter(args: argparse.Namespace, plots_dir: Path):
             degraded = _load_input(root, result.key, loaded)
             if degraded is not None:
                 panels.append(("input", degraded))
-        panels += [("restored", loaded.estimate.mean(0)), ("reference", loaded.reference.mean(0))]
+        panels += [("output", loaded.estimate.mean(0)), ("reference", loaded.reference.mean(0))]
         scores = "  ".join(f"{name} {result.metrics[col]:.2f}"
                            for name, col in (("LSD", "lsd"), ("PESQ", "pesq"))
                            if not math.isnan(result.metrics.get(col, math.nan)))
