@@ -66,6 +66,18 @@ def test_no_discontinuity_at_chunk_borders(pipeline, speech):
     assert at_borders.max() <= np.percentile(roughness, 99.5)
 
 
+def test_zero_steps_resynthesises_without_the_dit(pipeline, speech):
+    """``num_steps=0`` decodes the input's own latent: deterministic, seed-independent, and
+    not what the DiT makes of it."""
+    wave, sr = speech
+    resynth = pipeline(wave, sr, RestoreOptions(num_steps=0, seed=1))
+    np.testing.assert_array_equal(resynth, pipeline(wave, sr, RestoreOptions(num_steps=0, seed=2)))
+    restored = pipeline(wave, sr, RestoreOptions(num_steps=2, seed=1))
+    assert resynth.shape == restored.shape and np.abs(resynth - restored).max() > 1e-4
+    with pytest.raises(ValueError, match="num_steps"):
+        RestoreOptions(num_steps=-1)
+
+
 def test_silence_in_silence_out(pipeline):
     out = pipeline(np.zeros((1, 16000), np.float32), 16000)
     assert out.shape == (1, 48000) and not out.any()

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help="release folder (default: the shipped demo release)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="diffusion steps (default: the release's)")
+                        help="diffusion steps (default: the release's); 0 resynthesises "
+                        "the input through VAE and vocoder only, for evaluation")
     parser.add_argument("--scheduler", default=None, help="sampler (default: the release's)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")

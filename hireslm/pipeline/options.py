@@ -11,7 +11,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 class RestoreOptions:
     """Choices that change speed or randomness, never the model.
 
-    ``num_steps``/``scheduler`` of None take the release's defaults. ``chunk_seconds`` is the
+    ``num_steps``/``scheduler`` of None take the release's defaults; ``num_steps=0`` skips the
+    diffusion model and decodes the input's own latent (VAE + vocoder resynthesis: on clean
+    input, the ceiling the latent space allows; for evaluation). ``chunk_seconds`` is the
     length the models see at once; ``overlap_seconds`` is crossfaded between chunks.
     """
 
@@ -28,8 +30,8 @@ class RestoreOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.num_steps is not None and self.num_steps < 1:
-            raise ValueError("num_steps must be at least 1")
+        if self.num_steps is not None and self.num_steps < 0:
+            raise ValueError("num_steps must be >= 0 (0: resynthesis without diffusion)")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.chunk_seconds <= 0 or not 0 <= self.overlap_seconds < self.chunk_seconds:

@@ -191,16 +191,12 @@ class RestorationPipeline:
                     mel = self.models["recovery"](mel)
             with self._timed("encode"):
                 z_cond = self.models["vae"].encode(mel).mode() * self.latent_scale  # 5.
-            noise = torch.stack([
-                torch.randn(z_cond.shape[1:], generator=torch.Generator().manual_seed(s))
-                for s in seeds
-            ]).to(device)
+            num_steps = self.default_steps if options.num_steps is None else options.num_steps
             with self._timed("diffusion"):
-                z_0 = sample(  # 6.
-                    self.models["dit"], self.objective, z_cond,
-                    options.num_steps or self.default_steps,
+                z_0 = z_cond if num_steps == 0 else sample(  # 6.
+                    self.models["dit"], self.objective, z_cond, num_steps,
                     scheduler=options.scheduler or self.default_scheduler,
-                    latent_channels=z_cond.shape[1], noise=noise,
+                    latent_channels=z_cond.shape[1], noise=_row_noise(z_cond, seeds),
                 )
             with self._timed("decode"):
                 mel_hat = self.models["vae"].decode(z_0 / self.latent_scale)  # 7.
@@ -230,6 +226,14 @@ class _StageTimer:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _row_noise(z_cond: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """Initial noise like ``z_cond`` ``(B, C, L)``, row ``b`` drawn from ``seeds[b]`` alone."""
+    return torch.stack([
+        torch.randn(z_cond.shape[1:], generator=torch.Generator().manual_seed(seed))
+        for seed in seeds
+    ]).to(z_cond.device)
 
 
 def _row_seed(seed: int, chunk_index: int, channel: int) -> int:
