@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hireslm.fileio import write_text_atomic
+
 
 def replace_section(path: Path, heading: str, body: str) -> None:
     """Set the text under ``heading`` (up to the next ``## ``) to ``body``; append if absent."""
@@ -17,6 +19,4 @@ def replace_section(path: Path, heading: str, body: str) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
                    len(lines))
         new = "\n".join(lines[:start] + [heading, "", body, ""] + lines[end:]).rstrip() + "\n"
-    tmp = path.with_suffix(".md.part")
-    tmp.write_text(new)
-    tmp.replace(path)
+    write_text_atomic(path, new)
