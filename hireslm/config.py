@@ -6,8 +6,9 @@ The result is resolved once and made read-only, then saved with the run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +28,17 @@ def freeze(config: DictConfig) -> DictConfig:
     resolved = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
     OmegaConf.set_readonly(resolved, True)
     return resolved
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf nodes, mappings and sequences as plain dicts and lists (for YAML/JSON)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value
 
 
 def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> DictConfig:

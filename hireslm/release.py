@@ -9,7 +9,6 @@ All files are written atomically; loading is strict.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,8 @@ from torch import nn
 
 import hireslm
 from hireslm.audio import AudioConfig
-from hireslm.fileio import atomic_path, write_json_atomic, write_text_atomic
+from hireslm.config import plain
+from hireslm.fileio import atomic_path, file_sha256, write_json_atomic, write_text_atomic
 from hireslm.models import build_model
 
 CONFIG_FILE = "config.yaml"
@@ -69,15 +69,15 @@ def save_stage(
     config = _read_config(release_dir)
     if audio is not None or "audio" not in config:
         config["audio"] = _audio_dict(audio)
-    config[stage] = {"model": model_name, "kwargs": _plain(model_kwargs), **_plain(extra)}
+    config[stage] = {"model": model_name, "kwargs": plain(model_kwargs), **plain(extra)}
     write_text_atomic(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
 
     info = _read_meta(release_dir)
     info["version"] = hireslm.__version__
     info.setdefault("stages", {})[stage] = {
-        **_plain(meta or {}),
+        **plain(meta or {}),
         "git_commit": git_commit(),
-        "weights_sha256": _file_hash(target),
+        "weights_sha256": file_sha256(target),
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
     write_json_atomic(release_dir / META_FILE, info)
@@ -176,17 +176,7 @@ def _audio_dict(audio: AudioConfig | Mapping[str, Any] | None) -> dict[str, Any]
         return AudioConfig().to_dict()
     if isinstance(audio, AudioConfig):
         return audio.to_dict()
-    return AudioConfig.from_dict(_plain(audio)).to_dict()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
+    return AudioConfig.from_dict(plain(audio)).to_dict()
 
 
 def _read_config(release_dir: Path) -> dict[str, Any]:
@@ -197,11 +187,3 @@ def _read_config(release_dir: Path) -> dict[str, Any]:
 def _read_meta(release_dir: Path) -> dict[str, Any]:
     path = release_dir / META_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from hireslm.audio import AudioConfig, LogMelSpectrogram, apply_gain, loudness_gain_db
 from hireslm.audio.io import is_silent
 from hireslm.audio.limiter import soft_limit
 from hireslm.audio.loudness import measure_loudness
+from hireslm.config import plain
 from hireslm.diffusion.objectives import build_objective
 from hireslm.diffusion.sampling import sample
 from hireslm.pipeline.chunking import ChunkPlan, OverlapAdd, iter_chunks
@@ -89,8 +89,8 @@ class RestorationPipeline:
         config = load_release_config(release_dir)
         stages = [s for s in STAGES + OPTIONAL_STAGES if s in config]
         models = {stage: load_stage(release_dir, stage, device) for stage in stages}
-        specs = {stage: _plain(config[stage]) for stage in stages}
-        pipeline = cls(models, specs, AudioConfig.from_dict(_plain(config["audio"])))
+        specs = {stage: plain(config[stage]) for stage in stages}
+        pipeline = cls(models, specs, AudioConfig.from_dict(plain(config["audio"])))
         return pipeline.to(device)
 
     def save_pretrained(self, release_dir: str | Path) -> Path:
@@ -239,7 +239,3 @@ def _row_noise(z_cond: torch.Tensor, seeds: list[int]) -> torch.Tensor:
 def _row_seed(seed: int, chunk_index: int, channel: int) -> int:
     """A distinct, stable seed per (run seed, chunk, channel)."""
     return (seed * 1_000_003 + chunk_index * 1_009 + channel) % (2**63 - 1)
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

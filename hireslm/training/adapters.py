@@ -15,7 +15,6 @@ The base's weights hash must match the one the adapter was trained on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hireslm.fileio import atomic_path, write_text_atomic
+from hireslm.config import plain
+from hireslm.fileio import atomic_path, file_sha256, write_text_atomic
 from hireslm.release import (
     ReleaseError,
     combine_releases,
@@ -70,10 +70,10 @@ def save_adapter(adapter_dir: str | os.PathLike, stage: str, model: nn.Module, m
     base = None
     if base_release is not None:
         base = {"release": str(Path(base_release).resolve()),
-                "weights_sha256": _sha256(weights_path(base_release, stage))}
+                "weights_sha256": file_sha256(weights_path(base_release, stage))}
     config = _read_config(Path(adapter_dir))
-    config[stage] = {"model": model_name, "kwargs": _plain(model_kwargs), "lora": _plain(lora),
-                     "base": base, "weights_sha256": _sha256(target)}
+    config[stage] = {"model": model_name, "kwargs": plain(model_kwargs), "lora": plain(lora),
+                     "base": base, "weights_sha256": file_sha256(target)}
     write_text_atomic(Path(adapter_dir) / ADAPTER_CONFIG,
                       OmegaConf.to_yaml(OmegaConf.create(config)))
     return target
@@ -131,14 +131,14 @@ def merge_adapter(release_dir: str | os.PathLike, adapter_dir: str | os.PathLike
     for stage in map(str, adapter):
         entry = adapter[stage]
         model = load_adapted_model(release_dir, adapter_dir, stage, force=force)
-        plain = exportable(model, str(entry.model), entry.kwargs)
-        extra = {k: v for k, v in _plain(base_config[stage]).items()
+        merged = exportable(model, str(entry.model), entry.kwargs)
+        extra = {k: v for k, v in plain(base_config[stage]).items()
                  if k not in ("model", "kwargs")}
         meta = {**base_meta.get(stage, {}), "lora_adapter": {
-            "source": str(adapter_dir.resolve()), "lora": _plain(entry.lora),
-            "adapter_sha256": _sha256(adapter_weights_path(adapter_dir, stage)),
-            "base_weights_sha256": _sha256(weights_path(release_dir, stage))}}
-        save_stage(out_dir, stage, plain, str(entry.model), entry.kwargs, extra=extra,
+            "source": str(adapter_dir.resolve()), "lora": plain(entry.lora),
+            "adapter_sha256": file_sha256(adapter_weights_path(adapter_dir, stage)),
+            "base_weights_sha256": file_sha256(weights_path(release_dir, stage))}}
+        save_stage(out_dir, stage, merged, str(entry.model), entry.kwargs, extra=extra,
                    meta=meta, audio=base_config.get("audio"))
     return out_dir
 
@@ -158,18 +158,18 @@ def _check_base(release_dir: str | os.PathLike, stage: str, entry: DictConfig,
     if stage not in config or not weights_path(release_dir, stage).is_file():
         raise ReleaseError(f"stage '{stage}' of the adapter is not in release {release_dir}")
     same_model = (str(config[stage].model) == str(entry.model)
-                  and _plain(config[stage].kwargs) == _plain(entry.kwargs))
+                  and plain(config[stage].kwargs) == plain(entry.kwargs))
     if not same_model:
         raise ReleaseError(f"stage '{stage}': release {release_dir} holds another model "
-                           f"({config[stage].model} {_plain(config[stage].kwargs)}) than the "
-                           f"adapter's base ({entry.model} {_plain(entry.kwargs)})")
+                           f"({config[stage].model} {plain(config[stage].kwargs)}) than the "
+                           f"adapter's base ({entry.model} {plain(entry.kwargs)})")
     if force:
         return
     if entry.base is None:
         raise ReleaseError(f"stage '{stage}': the adapter was trained on a randomly initialised "
                            "model (no init_from), which no release holds; use the run's merged "
                            "release, or force=True to merge anyway")
-    found = _sha256(weights_path(release_dir, stage))
+    found = file_sha256(weights_path(release_dir, stage))
     if found != entry.base.weights_sha256:
         raise ReleaseError(f"stage '{stage}': release {release_dir} is not the adapter's base "
                            f"{entry.base.release} (weights {found[:12]} != "
@@ -177,24 +177,6 @@ def _check_base(release_dir: str | os.PathLike, stage: str, entry: DictConfig,
                            "merge anyway")
 
 
-def _plain(value: Any) -> Any:
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _read_config(adapter_dir: Path) -> dict[str, Any]:
     path = adapter_dir / ADAPTER_CONFIG
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
