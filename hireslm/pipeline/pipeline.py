@@ -20,6 +20,7 @@ Every step streams, so a file of hours is restored in memory bounded by one batc
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -149,6 +150,9 @@ class RestorationPipeline:
         # Chunks are whole latent frames long, so chunk borders fall on frame borders.
         frame = self.audio.hop_length * int(self.models["vae"].downsample)
         size = max(1, round(options.chunk_seconds * sr / frame)) * frame
+        # A file shorter than one chunk is one chunk of its own length: padding a 1 s clip
+        # to 8 s made short clips cost 8x.
+        size = min(size, max(1, math.ceil(total / frame)) * frame)
         overlap = min(round(options.overlap_seconds * sr), size - 1)
         plan = ChunkPlan(total=total, size=size, overlap=overlap)
         overlap_add = OverlapAdd(plan, channels)
