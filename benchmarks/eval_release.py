@@ -131,7 +131,7 @@ def table(results: dict[str, dict[str, dict]], kinds: list[str]) -> str:
              "|---|---|" + "---:|" * len(HEADERS)]
     for kind in kinds:
         for system, summary in results.items():
-            if kind not in summary or (system == "resynthesis") != (kind == CLEAN):
+            if kind not in summary or (system == "resynthesis" and kind != CLEAN):
                 continue
             means = summary[kind]["means"]
             cells = [_fmt(column, means.get(column, float("nan"))) for column in COLUMNS]
@@ -190,7 +190,9 @@ def main() -> None:
         f"{' '.join(map(str, args.steps))}` on {platform.machine()}; DNSMOS in fast mode. "
         "LSD lower is better, all others higher. `resynthesis` is the clean reference through "
         "the VAE and vocoder alone (the ceiling of the latent space), so it has only a "
-        "`clean` row; the `clean` rows of the other systems show what they do to clean input.",
+        "`clean` row; `clean`/`input` is the identity (its DNSMOS is the references' own), and "
+        "`clean`/`hireslm-N` shows what the model does to clean input. The baselines were "
+        "run on the degraded kinds only.",
         "",
         table(results, kinds),
         "",
