@@ -23,7 +23,6 @@ the table replaces the "## Results" section of docs/results.md and of the releas
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
@@ -38,6 +37,7 @@ from docs_section import replace_section  # noqa: E402
 
 from hireslm.audio import load_audio, resample, save_audio  # noqa: E402
 from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
+from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file  # noqa: E402
 
 SECTION = "## Results"
@@ -180,8 +180,7 @@ def main() -> None:
         systems[name] = out / name
 
     results = {name: score(subset, folder) for name, folder in systems.items()}
-    (out / "results.json").write_text(json.dumps({"results": results, "rtf": speed},
-                                                 indent=2, default=float))
+    write_json_atomic(out / "results.json", {"results": results, "rtf": speed})
     clips = len(list((subset / CLEAN).rglob("*.wav")))
     body = "\n".join([
         f"Release `{args.release.name}` on the held-out test set (docs/evaluation.md): the "
