@@ -20,10 +20,15 @@ from typing import Any
 PART_SUFFIX = ".part"
 
 
-def _default_mode() -> int:
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# What a plain open() would give. The umask is read once: os.umask can only be read by
+# setting it, which would race with other threads creating files if done on every write.
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 @contextmanager
@@ -41,7 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

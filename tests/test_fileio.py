@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import numpy as np
@@ -12,19 +11,14 @@ from hireslm.audio import save_audio
 from hireslm.fileio import atomic_path, write_json_atomic
 
 
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def test_written_files_get_umask_permissions(tmp_path, umask_022):
-    # mkstemp makes owner-only files; a restored file must be readable like any other.
+def test_written_files_get_umask_permissions(tmp_path):
+    # mkstemp makes owner-only files; a restored file must be as readable as any other.
+    plain = tmp_path / "plain"
+    plain.write_text("x")
     wav = save_audio(tmp_path / "out.wav", np.zeros((1, 480), dtype=np.float32), 48000)
     meta = write_json_atomic(tmp_path / "meta.json", {"a": 1})
     for path in (wav, meta):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
     assert not list(tmp_path.glob("*.part"))
 
 
