@@ -38,7 +38,7 @@ from docs_section import replace_section  # noqa: E402
 from hireslm.audio import load_audio, resample, save_audio  # noqa: E402
 from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
-from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file  # noqa: E402
+from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
 
 SECTION = "## Results"
 CLEAN = "clean"
@@ -105,18 +105,9 @@ def deepfilternet_baseline(wave: np.ndarray, rate: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def restore_tree(pipeline: RestorationPipeline, inputs: Path, outputs: Path,
-                 options: RestoreOptions) -> float:
-    """``restore_file`` over a folder tree; returns the RTF."""
-    busy = audio = 0.0
-    for source in sorted(inputs.rglob("*.wav")):
-        target = outputs / source.relative_to(inputs)
-        if target.exists():
-            continue
-        result = restore_file(pipeline, source, target, options)
-        busy += result.seconds
-        audio += result.duration_s
-    return busy / audio if audio else float("nan")
+def restorer(pipeline: RestorationPipeline, options: RestoreOptions):
+    """The pipeline as a ``run_per_file`` process."""
+    return lambda wave, rate: pipeline(wave, rate, options)
 
 
 def score(subset: Path, system_dir: Path) -> dict[str, dict]:
@@ -169,14 +160,14 @@ def main() -> None:
             speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
                                       for k in degraded])
             systems[name] = out / name
-    speed["resynthesis"] = restore_tree(pipeline, subset / CLEAN, out / "resynthesis" / CLEAN,
-                                        RestoreOptions(num_steps=0))
+    speed["resynthesis"] = run_per_file(subset / CLEAN, out / "resynthesis" / CLEAN,
+                                        restorer(pipeline, RestoreOptions(num_steps=0)))
     systems["resynthesis"] = out / "resynthesis"
     for steps in args.steps:
         name = f"hireslm-{steps}"
-        speed[name] = np.nanmean([
-            restore_tree(pipeline, subset / k, out / name / k, RestoreOptions(num_steps=steps))
-            for k in kinds])
+        process = restorer(pipeline, RestoreOptions(num_steps=steps))
+        speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
+                                  for k in kinds])
         systems[name] = out / name
 
     results = {name: score(subset, folder) for name, folder in systems.items()}

@@ -22,6 +22,11 @@ from hireslm.audio.errors import (
 )
 from hireslm.fileio import atomic_path
 
+# File name suffixes treated as audio when walking folders (restore inputs, evaluation pairs).
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64",
+     ".caf", ".au", ".snd"}
+)
 SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise floor
 
 # soundfile subtypes by user-facing name.

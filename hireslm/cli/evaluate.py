@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hireslm.audio.io import load_audio
+from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio
 from hireslm.audio.resample import resample
 from hireslm.evaluation.evaluate import METRICS, EvaluationOptions, FileResult, evaluate_dirs
-from hireslm.evaluation.pairs import AUDIO_SUFFIXES, CHANNEL_MODES, LoadedPair
+from hireslm.evaluation.pairs import CHANNEL_MODES, LoadedPair
 from hireslm.evaluation.plots import plot_spectrograms
 from hireslm.evaluation.report import markdown_table, summarise, write_reports
 
@@ -122,7 +122,7 @@ def _load_input(root: Path, key: str, loaded: LoadedPair) -> np.ndarray | None:
     """The degraded input for ``key`` under ``root``, mono at the pair's rate and length."""
     stem = root / key
     candidates = [p for p in sorted(stem.parent.glob(f"{stem.name}.*"))
-                  if p.suffix.lower() in AUDIO_SUFFIXES and p.with_suffix("").name == stem.name]
+                  if p.suffix.lower() in AUDIO_EXTENSIONS and p.with_suffix("").name == stem.name]
     if not candidates:
         logger.warning("%s: no input file for the plot", stem)
         return None

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from hireslm.audio import (
     estimate_bandwidth,
     measure_loudness,
 )
+from hireslm.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -246,19 +246,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def write_manifest(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
     """Write records as JSONL atomically (temp file beside it, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(dict(record), ensure_ascii=False, allow_nan=False))
-                handle.write("\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(dict(record), ensure_ascii=False, allow_nan=False))
+            handle.write("\n")
+    return Path(path)
 
 
 def filter_records(
@@ -298,6 +290,12 @@ def filter_records(
     return out
 
 
+def file_key(path: str | os.PathLike) -> str:
+    """``<parent folder>/<file name>``: a file's identity that survives moving the corpus."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
 def assign_splits(
     records: Iterable[Mapping[str, Any]],
     fractions: Mapping[str, float] | None = None,
@@ -331,8 +329,7 @@ def assign_splits(
         if by == "speaker" and speaker is not None:
             key = f"speaker:{speaker}"
         else:
-            path = Path(record["path"])
-            key = f"file:{path.parent.name}/{path.name}"
+            key = f"file:{file_key(record['path'])}"
         digest = hashlib.sha1(f"{salt}|{key}".encode()).hexdigest()
         u = int(digest[:12], 16) / float(16**12)
         record["split"] = names[min(int(np.searchsorted(edges, u, side="right")), len(names) - 1)]

@@ -20,7 +20,7 @@ from hireslm.evaluation.metrics import (
     MetricUndefined,
     check_pair,
     estoi,
-    log_spectral_distance,
+    log_spectral_distances,
     pesq_wb,
     si_sdr,
 )
@@ -133,10 +133,8 @@ def score_signals(
         notes.update({c: silence for m in chosen - {"dnsmos"} for c in METRICS[m]})
     else:
         if "lsd" in chosen:
-            attempt(METRICS["lsd"], lambda: (
-                log_spectral_distance(reference, estimate, sample_rate),
-                log_spectral_distance(reference, estimate, sample_rate,
-                                      min_hz=options.lsd_split_hz)))
+            attempt(METRICS["lsd"], lambda: log_spectral_distances(
+                reference, estimate, sample_rate, (0.0, options.lsd_split_hz)))
         if "si_sdr" in chosen:
             attempt(("si_sdr",), lambda: (si_sdr(reference, estimate),))
     needs_16k = chosen & {"pesq", "estoi", "dnsmos"}

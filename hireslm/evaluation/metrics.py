@@ -13,6 +13,7 @@ raises ``MetricUndefined`` with the reason; callers record NaN and that reason.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,15 +85,30 @@ def log_spectral_distance(
     Args:
         reference, estimate: ``(N,)`` at ``sample_rate``.
     """
+    return log_spectral_distances(reference, estimate, sample_rate, (min_hz,), n_fft, hop)[0]
+
+
+def log_spectral_distances(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    min_hz: Sequence[float],
+    n_fft: int = LSD_N_FFT,
+    hop: int = LSD_HOP,
+) -> tuple[float, ...]:
+    """``log_spectral_distance`` for several lower band edges from one pair of STFTs."""
     check_pair(reference, estimate)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    band = freqs >= min_hz
-    if not band.any():
-        raise ValueError(f"min_hz {min_hz} is above Nyquist ({sample_rate / 2} Hz)")
     diff = log_power_spectrogram(reference, n_fft, hop) - log_power_spectrogram(
         estimate, n_fft, hop
     )
-    return float(np.mean(np.sqrt(np.mean(diff[band] ** 2, axis=0))))
+    distances = []
+    for edge in min_hz:
+        band = freqs >= edge
+        if not band.any():
+            raise ValueError(f"min_hz {edge} is above Nyquist ({sample_rate / 2} Hz)")
+        distances.append(float(np.mean(np.sqrt(np.mean(diff[band] ** 2, axis=0)))))
+    return tuple(distances)
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

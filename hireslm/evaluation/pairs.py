@@ -18,13 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from hireslm.audio.errors import AudioError
-from hireslm.audio.io import load_audio
+from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio
 from hireslm.audio.resample import resample
 
-AUDIO_SUFFIXES = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64",
-     ".caf", ".au", ".snd"}
-)
 CHANNEL_MODES = ("mix", "each")
 ALL = "all"  # the group of every file when there is no grouping
 TOP = "(top)"  # the group of files directly in the reference folder, grouped by folder
@@ -80,7 +76,7 @@ def find_audio(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
             if not d.startswith(".") and (here / d).resolve() not in excluded
         )
         for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_SUFFIXES:
+            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
                 found.append((here / name).relative_to(root))
     return sorted(found)
 

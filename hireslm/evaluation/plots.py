@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hireslm.evaluation.metrics import log_power_spectrogram
+from hireslm.fileio import atomic_path
 
 DYNAMIC_RANGE_DB = 90.0
 
@@ -46,7 +47,6 @@ def plot_spectrograms(
     figure.colorbar(image, ax=list(axes), label="dB")
     if title:
         figure.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    return path
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=90, format="png")
+    return Path(path)

@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from hireslm.audio.errors import AudioError
+from hireslm.audio.io import AUDIO_EXTENSIONS
 from hireslm.pipeline.files import restore_file
 from hireslm.pipeline.options import RestoreOptions
 from hireslm.pipeline.pipeline import RestorationPipeline
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64",
-     ".caf", ".au", ".snd"}
-)
 REPORT_NAME = "restore_report.jsonl"
 
 

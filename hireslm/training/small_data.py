@@ -15,11 +15,12 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
+
+from hireslm.data.manifest import file_key
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ def holdout_split(records: Sequence[dict[str, Any]], holdout: float,
 
 
 def _file_key(record: dict[str, Any]) -> str:
-    path = Path(record["path"])
-    return hashlib.sha1(f"holdout|{path.parent.name}/{path.name}".encode()).hexdigest()
+    return hashlib.sha1(f"holdout|{file_key(record['path'])}".encode()).hexdigest()
 
 
 def distinct_items(dataset: Dataset) -> int:
