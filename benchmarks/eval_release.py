@@ -37,6 +37,7 @@ from docs_section import replace_section  # noqa: E402
 
 from hireslm.audio import load_audio, resample, save_audio  # noqa: E402
 from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
+from hireslm.evaluation.pairs import ALL  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
 
@@ -111,9 +112,16 @@ def restorer(pipeline: RestorationPipeline, options: RestoreOptions):
 
 
 def score(subset: Path, system_dir: Path) -> dict[str, dict]:
-    """``hireslm evaluate --kinds --dnsmos-fast`` of one system: the summary per kind."""
-    return summarise(evaluate_dirs(subset / CLEAN, system_dir,
-                                   EvaluationOptions(dnsmos_fast=True), kinds=True))
+    """``hireslm evaluate --kinds --dnsmos-fast`` of one system: the summary per kind.
+
+    For the unprocessed input (``system_dir == subset``) the ``clean`` row is the references
+    against themselves, which ``--kinds`` leaves out: its DNSMOS is the references' own.
+    """
+    options = EvaluationOptions(dnsmos_fast=True)
+    summary = summarise(evaluate_dirs(subset / CLEAN, system_dir, options, kinds=True))
+    if system_dir == subset:
+        summary[CLEAN] = summarise(evaluate_dirs(subset / CLEAN, subset / CLEAN, options))[ALL]
+    return summary
 
 
 def table(results: dict[str, dict[str, dict]], kinds: list[str]) -> str:

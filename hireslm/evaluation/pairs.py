@@ -136,7 +136,9 @@ def match_files(
 
     Args:
         kinds: ``est_dir`` holds one sub-folder per degradation kind, each mirroring
-            ``ref_dir``; every kind is a group.
+            ``ref_dir``; every kind is a group. ``ref_dir`` itself is skipped when it is one of
+            those sub-folders (a test set's ``clean/``): references against themselves would
+            only inflate the ``all`` row.
         group_by_folder: group by the references' first sub-folder (else one group, ``ALL``).
         exclude: folders never searched (the report folder).
     """
@@ -147,7 +149,7 @@ def match_files(
     exclude = [Path(p) for p in exclude]
     if not kinds:
         return match_tree(ref_dir, est_dir, None if group_by_folder else ALL, exclude)
-    excluded = {p.resolve() for p in exclude}
+    excluded = {p.resolve() for p in exclude} | {ref_dir.resolve()}
     folders = [d for d in sorted(est_dir.iterdir())
                if d.is_dir() and not d.name.startswith(".") and d.resolve() not in excluded
                and find_audio(d, exclude)]
