@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from hireslm.audio.errors import AudioError
-from hireslm.audio.io import load_audio, save_audio
+from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio, save_audio
 from hireslm.audio.resample import resample
 from hireslm.data.chain import DegradationChain, check_param_names
 from hireslm.data.degradations import DEGRADATIONS
@@ -31,7 +31,6 @@ from hireslm.fileio import write_jsonl_atomic
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "degradations.yaml"
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 REPORT_NAME = "degradations.jsonl"
 
 
@@ -168,7 +167,7 @@ def find_inputs(root: Path) -> list[Path]:
     """Audio files under ``root`` (recursive, hidden files skipped), sorted."""
     found = [
         path for path in root.rglob("*")
-        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
         and not path.name.startswith(".")
     ]
     return sorted(path.resolve() for path in found)

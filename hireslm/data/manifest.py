@@ -30,11 +30,11 @@ from hireslm.audio import (
     estimate_bandwidth,
     measure_loudness,
 )
+from hireslm.audio.io import AUDIO_EXTENSIONS
 from hireslm.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 REQUIRED_KEYS: tuple[str, ...] = ("path", "duration", "sample_rate", "channels", "frames")
 # Long files are measured on evenly spaced blocks; bandwidth and loudness of a few minutes
 # of speech are as good as of hours, and memory stays bounded.
