@@ -2,7 +2,7 @@
 
 Covers: loss falls on a fixed batch (VAE, vocos, hifigan, DiT), resume reproduces an
 uninterrupted run exactly, the divergence guard, EMA weights are what gets exported, latent
-caching, and a real 2-process (gloo) run whose ranks end with identical weights.
+caching, and real 2-process (gloo) runs: ranks end with identical weights and stop early together.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders
-from hireslm.release import load_release_config, load_stage
+from hireslm.release import load_release_config, load_stage, read_meta
 from hireslm.training import NonFiniteLossError, fit
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.ema import EMA
@@ -230,19 +230,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
+def _launch_two_processes(run: Path, *overrides: str) -> None:
+    """Train the debug VAE in two real CPU processes (gloo) through ``accelerate launch``."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate CLI not found next to the interpreter"
-    run = tmp_path / "ddp"
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port()),
            str(REPO / "train" / "train_vae.py"), "--config", str(CONFIGS / "vae" / "debug.yaml"),
-           f"run_dir={run}", "train.max_steps=4", "train.ckpt_every=4", "train.val_every=4",
-           "train.write_weights_hash=true", "data.chain=null"]
+           f"run_dir={run}", "data.chain=null", *overrides]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
+    run = tmp_path / "ddp"
+    _launch_two_processes(run, "train.max_steps=4", "train.ckpt_every=4", "train.val_every=4",
+                          "train.write_weights_hash=true")
     hashes = [json.loads((run / f"weights_rank{r}.json").read_text())["sha256"] for r in (0, 1)]
     assert hashes[0] == hashes[1]
     (step, ckpt), = list_checkpoints(run)
@@ -253,6 +258,22 @@ def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
     rows = read_metrics(run)
     assert [r["step"] for r in rows if "train/loss" in r] == [4]
     assert load_stage(run / "release", "vae") is not None
+
+
+def test_two_process_run_stops_early_together(tmp_path) -> None:
+    """Both ranks see the same averaged validation, so they stop at the same step and exit."""
+    run = tmp_path / "ddp_stop"
+    # min_delta beyond any change: only the first validation counts as an improvement.
+    _launch_two_processes(run, "train.max_steps=20", "train.val_every=2", "train.ckpt_every=50",
+                          "data.holdout=0.4",
+                          "train.early_stopping.metric=mel_l1",
+                          "train.early_stopping.patience=2",
+                          "train.early_stopping.min_delta=1e9")
+    summary = json.loads((run / "early_stopping.json").read_text())
+    assert summary["stopped"] and summary["best_step"] == 2 and summary["step"] == 6
+    assert [s for s, _ in list_checkpoints(run)] == [6]
+    assert [r["step"] for r in read_metrics(run) if "val/mel_l1" in r] == [2, 4, 6]
+    assert read_meta(run / "release")["stages"]["vae"]["steps"] == 2
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
