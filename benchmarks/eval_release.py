@@ -3,7 +3,7 @@ two offline baselines, in one command.
 
     python benchmarks/eval_release.py [--release checkpoints/hireslm-demo] \
         [--testset data/testset] [--out results/<release>] [--steps 4 8] \
-        [--clips-per-kind 40] [--write-docs]
+        [--strengths 0.6] [--clips-per-kind 40] [--write-docs]
 
 Systems, each written as a folder of files mirroring the test set and scored by
 ``hireslm evaluate``:
@@ -14,7 +14,9 @@ Systems, each written as a folder of files mirroring the test set and scored by
 - ``resynthesis``: the clean references through the release's VAE and vocoder, no diffusion
   (``--steps 0``): the ceiling the latent space allows (scored on ``clean`` only);
 - ``vocoder``: the clean references' mels through the vocoder alone (``clean`` only);
-- ``hireslm-<N>``: the full pipeline at N diffusion steps.
+- ``hireslm-<N>``: the full pipeline at N diffusion steps;
+- ``hireslm-<N>-s<S>``: the same at the last ``--steps`` value with ``--strength S``
+  (diffusion started from the input's own latent, part-noised).
 
 The test set comes from ``benchmarks/make_testset.py``. ``--clips-per-kind`` scores the first
 clips (sorted by path) of each kind, the same ones for every system. With ``--write-docs``,
@@ -174,6 +176,8 @@ def main() -> None:
     parser.add_argument("--testset", type=Path, default=ROOT / "data" / "testset")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--strengths", type=float, nargs="*", default=[],
+                        help="also run the last --steps value at these strengths")
     parser.add_argument("--clips-per-kind", type=int, default=40)
     parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out")
     parser.add_argument("--write-docs", action="store_true")
@@ -198,9 +202,12 @@ def main() -> None:
     speed["resynthesis"] = run_per_file(subset / CLEAN, out / "resynthesis" / CLEAN,
                                         restorer(pipeline, RestoreOptions(num_steps=0)))
     systems["resynthesis"] = out / "resynthesis"
-    for steps in args.steps:
-        name = f"hireslm-{steps}"
-        process = restorer(pipeline, RestoreOptions(num_steps=steps))
+    runs = [(f"hireslm-{steps}", RestoreOptions(num_steps=steps)) for steps in args.steps]
+    runs += [(f"hireslm-{args.steps[-1]}-s{strength:g}",
+              RestoreOptions(num_steps=args.steps[-1], strength=strength))
+             for strength in args.strengths]
+    for name, options in runs:
+        process = restorer(pipeline, options)
         speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
                                   for k in kinds])
         systems[name] = out / name
@@ -208,16 +215,20 @@ def main() -> None:
     results = {name: score(subset, folder) for name, folder in systems.items()}
     write_json_atomic(out / "results.json", {"results": results, "rtf": speed})
     clips = len(list((subset / CLEAN).rglob("*.wav")))
+    command = (f"python benchmarks/eval_release.py --clips-per-kind {args.clips_per_kind} "
+               f"--steps {' '.join(map(str, args.steps))}")
+    if args.strengths:
+        command += f" --strengths {' '.join(f'{v:g}' for v in args.strengths)}"
     body = "\n".join([
         f"Release `{args.release.name}` on the held-out test set (docs/evaluation.md): the "
         f"first {clips} clips of each kind, Danish speakers never seen in training. Made by "
-        f"`python benchmarks/eval_release.py --clips-per-kind {args.clips_per_kind} --steps "
-        f"{' '.join(map(str, args.steps))}` on {platform.machine()}; DNSMOS in fast mode. "
+        f"`{command}` on {platform.machine()}; DNSMOS in fast mode. "
         "LSD lower is better, all others higher. `resynthesis` is the clean reference through "
         "the VAE and vocoder alone (the ceiling of the latent space) and `vocoder` its mel "
         "through the vocoder alone, so both have only a `clean` row; `clean`/`input` is the "
         "identity (its DNSMOS is the references' own), and "
-        "`clean`/`hireslm-N` shows what the model does to clean input. The baselines were "
+        "`clean`/`hireslm-N` shows what the model does to clean input; `hireslm-N-sS` "
+        "starts the diffusion from the input's own latent (`--strength S`). The baselines were "
         "run on the degraded kinds only.",
         "",
         table(results, kinds),

@@ -95,6 +95,22 @@ def test_refuses_output_inside_input(release, tmp_path):
         main(["restore", str(tmp_path), "-o", str(tmp_path / "out"), "--checkpoint", str(release)])
 
 
+def test_strength_flag_reaches_the_sampler(release, tmp_path, capsys):
+    save_audio(tmp_path / "in" / "x.wav", _speech(16000, 0.8), 16000)
+    outputs = {}
+    for name, flags in {"resynth": ["--steps", "0"],
+                        "kept": ["--steps", "2", "--strength", "1e-4"],
+                        "full": ["--steps", "2"]}.items():
+        assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / name),
+                     "--checkpoint", str(release), *FAST, *flags]) == 0
+        outputs[name] = load_audio(tmp_path / name / "x.wav")[0]
+    np.testing.assert_allclose(outputs["kept"], outputs["resynth"], atol=1e-3)
+    assert np.abs(outputs["full"] - outputs["resynth"]).max() > 1e-3
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "bad"), "--strength", "0"])
+    assert exit_info.value.code == 2 and "must be in (0, 1]" in capsys.readouterr().err
+
+
 def test_dry_run_writes_nothing(release, tmp_path, capsys):
     save_audio(tmp_path / "in" / "x.wav", _speech(16000, 0.5), 16000)
     code = main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--dry-run",

@@ -78,6 +78,22 @@ def test_zero_steps_resynthesises_without_the_dit(pipeline, speech):
         RestoreOptions(num_steps=-1)
 
 
+def test_strength_moves_from_resynthesis_to_full_diffusion(pipeline, speech):
+    """Strength near 0 keeps the input's own latent (resynthesis); 1 is the default."""
+    wave, sr = speech
+    resynth = pipeline(wave, sr, RestoreOptions(num_steps=0))
+    near_zero = pipeline(wave, sr, RestoreOptions(num_steps=2, strength=1e-4))
+    half = pipeline(wave, sr, RestoreOptions(num_steps=2, strength=0.5))
+    full = pipeline(wave, sr, RestoreOptions(num_steps=2))
+    np.testing.assert_allclose(near_zero, resynth, atol=1e-3)
+    np.testing.assert_array_equal(full, pipeline(wave, sr, RestoreOptions(num_steps=2,
+                                                                          strength=1.0)))
+    assert np.abs(half - resynth).max() > 1e-3 and np.abs(half - full).max() > 1e-3
+    for bad in (0.0, 1.2):
+        with pytest.raises(ValueError, match="strength"):
+            RestoreOptions(strength=bad)
+
+
 def test_silence_in_silence_out(pipeline):
     out = pipeline(np.zeros((1, 16000), np.float32), 16000)
     assert out.shape == (1, 48000) and not out.any()

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion steps (default: the release's); 0 resynthesises "
                         "the input through VAE and vocoder only, for evaluation")
     parser.add_argument("--scheduler", default=None, help="sampler (default: the release's)")
+    parser.add_argument("--strength", type=_strength, default=1.0,
+                        help="in (0, 1]: below 1 the diffusion starts from the input's own "
+                        "latent, part-noised; keeps more of its content and timing, and of "
+                        "its defects (flow-matching releases, euler sampler)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -56,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="redo files whose output already exists")
     parser.add_argument("--dry-run", action="store_true", help="list what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _strength(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     options = RestoreOptions(
         num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
         overlap_seconds=args.overlap_seconds, batch_size=args.batch_size, device=str(device),
-        precision=args.precision, seed=args.seed,
+        precision=args.precision, seed=args.seed, strength=args.strength,
     )
     mine = shard_jobs(jobs, rank, world_size)
     report_name = REPORT_NAME if world_size == 1 else f"restore_report.rank{rank}.jsonl"

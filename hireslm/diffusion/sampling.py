@@ -86,6 +86,8 @@ def sample(
     latent_channels: int,
     guidance_scale: float = 1.0,
     noise: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Draw latents ``(B, latent_channels, L)`` given the condition ``cond (B, C', L)``.
 
@@ -97,14 +99,29 @@ def sample(
     ``noise`` ``(B, latent_channels, L)``, if given, is the starting N(0, I) draw instead of
     one from ``generator`` (e.g. seeded per row, so a row's result does not depend on its
     batch); ``generator`` then only feeds stochastic schedulers.
+
+    ``strength`` below 1 starts part-way along the path, as SDEdit and diffusers' img2img
+    do: from ``(1 - strength) * init + strength * noise`` at t = ``strength``, integrated to
+    t = 0 in ``num_steps`` steps. ``init`` ``(B, latent_channels, L)`` is a latent to keep
+    (the restoration pipeline passes the degraded input's own); lower values keep more of it.
+    Flow matching with the "euler" loop only.
     """
     if cond.dim() != 3:
         raise ValueError(f"cond must be (B, C', L), got {tuple(cond.shape)}")
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
     b, _, length = cond.shape
     sched = build_scheduler(objective, scheduler)
     shape = (b, latent_channels, length)
+    if strength < 1.0:
+        if sched is not None:
+            raise ValueError("strength < 1 needs a flow-matching model and the 'euler' "
+                             f"scheduler, not {type(sched).__name__}")
+        if init is None or tuple(init.shape) != shape:
+            raise ValueError(f"strength < 1 needs init of shape {shape}, got "
+                             f"{None if init is None else tuple(init.shape)}")
     if noise is None:
         x = randn_tensor(shape, generator=generator, device=cond.device, dtype=torch.float32)
     elif tuple(noise.shape) != shape:
@@ -112,7 +129,9 @@ def sample(
     else:
         x = noise.to(device=cond.device, dtype=torch.float32)
     if sched is None:
-        return _flow_euler(model, objective, cond, x, num_steps, guidance_scale)
+        if strength < 1.0:
+            x = (1.0 - strength) * init.to(device=cond.device, dtype=torch.float32) + strength * x
+        return _flow_euler(model, objective, cond, x, num_steps, guidance_scale, strength)
     sched.set_timesteps(num_steps, device=cond.device)
     x = x * getattr(sched, "init_noise_sigma", 1.0)
     for t in sched.timesteps:
@@ -125,11 +144,11 @@ def sample(
 
 def _flow_euler(
     model: Model, objective: FlowMatchingObjective, cond: torch.Tensor, x: torch.Tensor,
-    num_steps: int, guidance_scale: float,
+    num_steps: int, guidance_scale: float, start: float = 1.0,
 ) -> torch.Tensor:
-    """Euler integration of dx/dt = v(x, t) from t = 1 (noise) to t = 0 on a uniform grid."""
+    """Euler integration of dx/dt = v(x, t) from t = ``start`` to t = 0 on a uniform grid."""
     b = cond.shape[0]
-    times = torch.linspace(1.0, 0.0, num_steps + 1, device=cond.device)
+    times = torch.linspace(start, 0.0, num_steps + 1, device=cond.device)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         timestep = (t * objective.timestep_scale).expand(b)
         v = _predict(model, x, timestep, cond, guidance_scale)

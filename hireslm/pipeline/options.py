@@ -9,12 +9,15 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """Choices that change speed or randomness, never the model.
+    """Choices of a restoration run; none changes the model.
 
     ``num_steps``/``scheduler`` of None take the release's defaults; ``num_steps=0`` skips the
     diffusion model and decodes the input's own latent (VAE + vocoder resynthesis: on clean
     input, the ceiling the latent space allows; for evaluation). ``chunk_seconds`` is the
     length the models see at once; ``overlap_seconds`` is crossfaded between chunks.
+    ``strength`` below 1 starts the diffusion from the input's own latent, part-noised, instead
+    of from pure noise (``hireslm.diffusion.sample``): the result keeps more of the input's
+    content and timing, and also more of its defects.
     """
 
     num_steps: int | None = None
@@ -26,12 +29,15 @@ class RestoreOptions:
     precision: str = "fp32"
     seed: int = 0
     target_lufs: float = -20.0
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_steps is not None and self.num_steps < 0:
             raise ValueError("num_steps must be >= 0 (0: resynthesis without diffusion)")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.chunk_seconds <= 0 or not 0 <= self.overlap_seconds < self.chunk_seconds:

@@ -201,6 +201,7 @@ class RestorationPipeline:
                     self.models["dit"], self.objective, z_cond, num_steps,
                     scheduler=options.scheduler or self.default_scheduler,
                     latent_channels=z_cond.shape[1], noise=_row_noise(z_cond, seeds),
+                    init=z_cond, strength=options.strength,
                 )
             with self._timed("decode"):
                 mel_hat = self.models["vae"].decode(z_0 / self.latent_scale)  # 7.
