@@ -92,6 +92,10 @@ def test_strength_moves_from_resynthesis_to_full_diffusion(pipeline, speech):
     for bad in (0.0, 1.2):
         with pytest.raises(ValueError, match="strength"):
             RestoreOptions(strength=bad)
+    with pytest.raises(ValueError, match="'euler' sampler"):  # refused before any audio
+        pipeline.check_options(RestoreOptions(strength=0.5, scheduler="flow_match_euler"))
+    with pytest.raises(ValueError, match="samplers"):
+        pipeline.check_options(RestoreOptions(scheduler="ddim"))
 
 
 def test_silence_in_silence_out(pipeline):

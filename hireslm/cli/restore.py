@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         overlap_seconds=args.overlap_seconds, batch_size=args.batch_size, device=str(device),
         precision=args.precision, seed=args.seed, strength=args.strength,
     )
+    pipeline.check_options(options)
     mine = shard_jobs(jobs, rank, world_size)
     report_name = REPORT_NAME if world_size == 1 else f"restore_report.rank{rank}.jsonl"
     report = ReportWriter(args.output_dir / report_name)

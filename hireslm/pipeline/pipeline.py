@@ -38,7 +38,7 @@ from hireslm.audio.limiter import soft_limit
 from hireslm.audio.loudness import measure_loudness
 from hireslm.config import plain
 from hireslm.diffusion.objectives import build_objective
-from hireslm.diffusion.sampling import sample
+from hireslm.diffusion.sampling import build_scheduler, sample
 from hireslm.pipeline.chunking import ChunkPlan, OverlapAdd, iter_chunks
 from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.source import output_length, stream_resampled
@@ -112,6 +112,13 @@ class RestorationPipeline:
 
     # -- restoring ----------------------------------------------------------------------
 
+    def check_options(self, options: RestoreOptions) -> None:
+        """Raise ``ValueError`` for options this release cannot honour, before any audio."""
+        scheduler = build_scheduler(self.objective, options.scheduler or self.default_scheduler)
+        if options.strength < 1.0 and scheduler is not None:
+            raise ValueError(f"--strength below 1 needs a flow-matching release and its "
+                             f"'euler' sampler; this one samples with {type(scheduler).__name__}")
+
     def __call__(
         self, wave: np.ndarray, sample_rate: int, options: RestoreOptions = DEFAULT_OPTIONS
     ) -> np.ndarray:
@@ -146,6 +153,7 @@ class RestorationPipeline:
         loudness gain (step 2) applied before the models and undone after them.
         ``on_chunk(samples)`` reports progress in 48 kHz input samples.
         """
+        self.check_options(options)
         sr = self.audio.sample_rate
         # Chunks are whole latent frames long, so chunk borders fall on frame borders.
         frame = self.audio.hop_length * int(self.models["vae"].downsample)
