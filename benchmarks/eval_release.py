@@ -21,6 +21,10 @@ Systems, each written as a folder of files mirroring the test set and scored by
 The test set comes from ``benchmarks/make_testset.py``. ``--clips-per-kind`` scores the first
 clips (sorted by path) of each kind, the same ones for every system. With ``--write-docs``,
 the table replaces the "## Results" section of docs/results.md and of the release's README.md.
+
+Files already written are kept, so an interrupted run resumes (their real-time factor is then
+not measured again). The release's own systems are written under ``release-<hash>/``, keyed
+by its config and weights, so a changed release never reuses another's outputs.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # no
 from hireslm.evaluation.pairs import ALL  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
+from hireslm.pipeline.batch import release_hash  # noqa: E402
 
 SECTION = "## Results"
 CLEAN = "clean"
@@ -196,21 +201,22 @@ def main() -> None:
             speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
                                       for k in degraded])
             systems[name] = out / name
-    speed["vocoder"] = run_per_file(subset / CLEAN, out / "vocoder" / CLEAN,
+    own = out / f"release-{release_hash(args.release)}"
+    speed["vocoder"] = run_per_file(subset / CLEAN, own / "vocoder" / CLEAN,
                                     vocoder_only(pipeline))
-    systems["vocoder"] = out / "vocoder"
-    speed["resynthesis"] = run_per_file(subset / CLEAN, out / "resynthesis" / CLEAN,
+    systems["vocoder"] = own / "vocoder"
+    speed["resynthesis"] = run_per_file(subset / CLEAN, own / "resynthesis" / CLEAN,
                                         restorer(pipeline, RestoreOptions(num_steps=0)))
-    systems["resynthesis"] = out / "resynthesis"
+    systems["resynthesis"] = own / "resynthesis"
     runs = [(f"hireslm-{steps}", RestoreOptions(num_steps=steps)) for steps in args.steps]
     runs += [(f"hireslm-{args.steps[-1]}-s{strength:g}",
               RestoreOptions(num_steps=args.steps[-1], strength=strength))
              for strength in args.strengths]
     for name, options in runs:
         process = restorer(pipeline, options)
-        speed[name] = np.nanmean([run_per_file(subset / k, out / name / k, process)
+        speed[name] = np.nanmean([run_per_file(subset / k, own / name / k, process)
                                   for k in kinds])
-        systems[name] = out / name
+        systems[name] = own / name
 
     results = {name: score(subset, folder) for name, folder in systems.items()}
     write_json_atomic(out / "results.json", {"results": results, "rtf": speed})
@@ -234,7 +240,8 @@ def main() -> None:
         table(results, kinds),
         "",
         "Real-time factor of each system over these clips (this CPU, 2 threads): "
-        + ", ".join(f"{name} {rtf:.3f}" for name, rtf in speed.items()) + ".",
+        + ", ".join(f"{name} {rtf:.3f}" if np.isfinite(rtf) else f"{name} not timed (resumed)"
+                    for name, rtf in speed.items()) + ".",
     ])
     print(body)
     if args.write_docs:
