@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # name -> (module, one-line help); plain dict, no import-time registry.
 COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("hireslm.cli.restore", "restore speech recordings to 48 kHz"),
+    "analyze": ("hireslm.cli.analyze", "measure each file's damage (bandwidth, noise, ...)"),
     "degrade": ("hireslm.cli.degrade", "make degraded copies of clean files (paired test sets)"),
     "evaluate": ("hireslm.cli.evaluate", "score restored files against clean references"),
     "train": ("hireslm.training.cli", "train a stage from its config (accelerate-aware)"),

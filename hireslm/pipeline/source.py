@@ -1,7 +1,8 @@
 """Reading an input as a stream of 48 kHz blocks, and the first pass that checks it.
 
-A file is read twice: once to measure it (length at 48 kHz, loudness, peak, finiteness) and
-once to restore it. Both passes stream, so memory is bounded by a block whatever the file's
+A file is read twice: once to measure it (length at 48 kHz, loudness, peak, finiteness, and
+each channel's analysis: bandwidth, noise, room, clipping, codec, silence) and once to
+restore it. Both passes stream, so memory is bounded by a block whatever the file's
 length, and a file that is corrupt halfway through fails before any output is written.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from hireslm.analysis import ChannelAnalysis, DiagnosisThresholds, SignalAnalyzer
 from hireslm.audio import LoudnessMeter, audio_info, iter_audio_blocks
 from hireslm.audio.errors import EmptyAudioError, NonFiniteAudioError
 from hireslm.audio.io import SILENCE_THRESHOLD
@@ -31,6 +33,8 @@ class InputAnalysis:
     frames_48k: int
     loudness_lufs: float
     peak: float
+    subtype: str | None = None
+    channel_analysis: tuple[ChannelAnalysis, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -83,8 +87,12 @@ def file_blocks_48k(path: str | os.PathLike, sample_rate: int = 48000) -> Iterat
     return stream_resampled(blocks, info.samplerate, sample_rate, info.channels, total)
 
 
-def analyse_file(path: str | os.PathLike, sample_rate: int = 48000) -> InputAnalysis:
-    """First pass: decode the whole file once, in blocks, and measure it.
+def analyse_file(
+    path: str | os.PathLike, sample_rate: int = 48000,
+    thresholds: DiagnosisThresholds | None = None,
+) -> InputAnalysis:
+    """First pass: decode the whole file once, in blocks, and measure it (each channel's
+    damage flagged by ``thresholds``, default ``DiagnosisThresholds()``).
 
     Raises:
         UnreadableAudioError (corrupt, unsupported), EmptyAudioError, NonFiniteAudioError.
@@ -93,12 +101,25 @@ def analyse_file(path: str | os.PathLike, sample_rate: int = 48000) -> InputAnal
     if info.frames <= 0:
         raise EmptyAudioError(f"{path}: no samples")
     meter = LoudnessMeter(sample_rate, info.channels)
+    # Clipping and digital silence are read off the file's own samples: resampling turns a
+    # clipped plateau into ringing that no longer looks clipped.
+    analyzer = SignalAnalyzer(sample_rate, info.channels, native_sample_rate=info.samplerate,
+                              subtype=info.subtype, native_samples=True)
+
+    def native_blocks() -> Iterator[np.ndarray]:
+        for block in iter_audio_blocks(path, int(BLOCK_SECONDS * info.samplerate)):
+            if not np.isfinite(block).all():
+                raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
+            analyzer.update_native(block)
+            yield block
+
+    total = output_length(info.frames, info.samplerate, sample_rate)
     peak = 0.0
     count = 0
-    for block in file_blocks_48k(path, sample_rate):
-        if not np.isfinite(block).all():
-            raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
+    for block in stream_resampled(native_blocks(), info.samplerate, sample_rate,
+                                  info.channels, total):
         meter.update(block)
+        analyzer.update(block)
         peak = max(peak, float(np.abs(block).max()))
         count += block.shape[1]
     return InputAnalysis(
@@ -108,4 +129,6 @@ def analyse_file(path: str | os.PathLike, sample_rate: int = 48000) -> InputAnal
         frames_48k=count,
         loudness_lufs=meter.integrated(),
         peak=peak,
+        subtype=info.subtype,
+        channel_analysis=tuple(analyzer.result(thresholds)),
     )
