@@ -43,10 +43,14 @@ class ChunkPlan:
         return index * self.step
 
 
-def iter_chunks(blocks: Iterable[np.ndarray], plan: ChunkPlan) -> Iterator[np.ndarray]:
+def iter_chunks(
+    blocks: Iterable[np.ndarray], plan: ChunkPlan, pad_mode: str = "constant"
+) -> Iterator[np.ndarray]:
     """Cut a stream of ``(C, n)`` blocks into ``plan.num_chunks`` chunks of ``(C, size)``.
 
-    The last chunk is zero-padded to full size. Holds at most one chunk plus one block.
+    The last chunk is padded to full size with ``np.pad``'s ``pad_mode``: zeros by default;
+    ``"reflect"`` avoids a step where the signal ends, which a band split would smear back
+    into the signal. Holds at most one chunk plus one block.
     """
     buffer: np.ndarray | None = None
     emitted = 0
@@ -60,7 +64,8 @@ def iter_chunks(blocks: Iterable[np.ndarray], plan: ChunkPlan) -> Iterator[np.nd
         if buffer is None:
             raise ValueError("no audio blocks to chunk")
         last = buffer[:, : plan.size]
-        yield np.pad(last, ((0, 0), (0, plan.size - last.shape[1])))
+        pad = ((0, 0), (0, plan.size - last.shape[1]))
+        yield np.pad(last, pad, mode=pad_mode if last.shape[1] > 1 else "constant")
 
 
 class OverlapAdd:
