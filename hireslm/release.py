@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_model, save_model
+from safetensors import safe_open
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 import hireslm
@@ -27,6 +28,7 @@ from hireslm.audio import AudioConfig
 from hireslm.config import plain
 from hireslm.fileio import atomic_path, file_sha256, write_json_atomic, write_text_atomic
 from hireslm.models import build_model
+from hireslm.models.recovery import PRETRAINED_RECOVERY
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
@@ -83,6 +85,56 @@ def save_stage(
     write_json_atomic(release_dir / META_FILE, info)
 
 
+def save_pretrained_entry(
+    release_dir: str | os.PathLike,
+    stage: str,
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Record a stage whose weights ship with a library, not the release (DeepFilterNet3).
+
+    ``config.yaml[stage]`` becomes ``{"model": model_name, "kwargs": model_kwargs, **extra}``;
+    no weights file is written, and one left from an earlier trained stage is removed.
+    """
+    release_dir = Path(release_dir)
+    release_dir.mkdir(parents=True, exist_ok=True)
+    config = _read_config(release_dir)
+    config.setdefault("audio", _audio_dict(None))
+    config[stage] = {"model": model_name, "kwargs": plain(model_kwargs), **plain(extra or {})}
+    write_text_atomic(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+    weights_path(release_dir, stage).unlink(missing_ok=True)
+    info = _read_meta(release_dir)
+    info["version"] = hireslm.__version__
+    info.setdefault("stages", {})[stage] = {"pretrained": model_name}
+    write_json_atomic(release_dir / META_FILE, info)
+
+
+def store_half(release_dir: str | os.PathLike, stage: str) -> Path:
+    """Rewrite ``stage``'s weights as float16 (halving the file); loading casts them back to
+    the model's float32. Its ``meta.json`` entry gets the new hash and the float32 file's
+    hash as ``float32_weights_sha256``, so what the stage was trained as stays traceable.
+    """
+    path = weights_path(release_dir, stage)
+    if not path.is_file():
+        raise ReleaseError(f"stage '{stage}': weights file {path} is missing")
+    tensors = load_file(str(path))
+    if all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point()):
+        return path
+    before = file_sha256(path)
+    half = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    with atomic_path(path) as tmp:
+        save_file(half, str(tmp), metadata=metadata)
+    info = _read_meta(Path(release_dir))
+    entry = info.setdefault("stages", {}).setdefault(stage, {})
+    entry.setdefault("float32_weights_sha256", entry.get("weights_sha256", before))
+    entry.update(weights_sha256=file_sha256(path), stored_dtype="float16")
+    write_json_atomic(Path(release_dir) / META_FILE, info)
+    return path
+
+
 def load_release_config(release_dir: str | os.PathLike) -> DictConfig:
     """The release's ``config.yaml`` as a read-only DictConfig."""
     path = Path(release_dir) / CONFIG_FILE
@@ -131,7 +183,8 @@ def combine_releases(out_dir: str | os.PathLike, **sources: str | os.PathLike) -
     entries = {}
     for stage, source in sources.items():
         config = load_release_config(source)
-        if stage not in config or not weights_path(source, stage).is_file():
+        pretrained = stage in config and str(config[stage].model) in PRETRAINED_RECOVERY
+        if stage not in config or not (pretrained or weights_path(source, stage).is_file()):
             raise ReleaseError(f"stage '{stage}' is not in release {source}")
         source_audio = OmegaConf.to_container(config.get("audio", {}))
         if audio is not None and source_audio != audio:
@@ -147,7 +200,9 @@ def combine_releases(out_dir: str | os.PathLike, **sources: str | os.PathLike) -
     info["version"] = hireslm.__version__
     for stage, (source, entry) in entries.items():
         target = weights_path(out_dir, stage)
-        if weights_path(source, stage).resolve() != target.resolve():
+        if str(entry["model"]) in PRETRAINED_RECOVERY:
+            target.unlink(missing_ok=True)
+        elif weights_path(source, stage).resolve() != target.resolve():
             with atomic_path(target) as tmp:
                 shutil.copyfile(weights_path(source, stage), tmp)
         config[stage] = entry

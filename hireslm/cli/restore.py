@@ -26,6 +26,7 @@ from hireslm.pipeline.batch import (
     run_jobs,
     shard_jobs,
 )
+from hireslm.pipeline.options import KEEP_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="in (0, 1]: below 1 the diffusion starts from the input's own "
                         "latent, part-noised; keeps more of its content and timing, and of "
                         "its defects (flow-matching releases, euler sampler)")
+    parser.add_argument("--keep", choices=KEEP_MODES, default="auto",
+                        help="what of the input to keep: 'auto' recovers noisy or reverberant "
+                        "input and keeps it below its cutoff, generating only the missing band; "
+                        "'input' keeps the input itself below its cutoff; 'none' regenerates "
+                        "everything, as in the paper (default: %(default)s)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     options = RestoreOptions(
         num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
         overlap_seconds=args.overlap_seconds, batch_size=args.batch_size, device=str(device),
-        precision=args.precision, seed=args.seed, strength=args.strength,
+        precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep,
     )
     pipeline.check_options(options)
     mine = shard_jobs(jobs, rank, world_size)

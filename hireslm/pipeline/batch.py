@@ -182,6 +182,8 @@ def run_jobs(
                 real_time_factor=round(result.real_time_factor, 4),
                 gain_db=round(result.gain_db, 2),
                 warnings=result.warnings,
+                analysis=result.analysis,
+                treatment=result.treatment,
             )
         report.write(record)
         counts[record["status"]] += 1

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hireslm.audio import atomic_audio_writer, loudness_gain_db
+from hireslm.pipeline.gate import GateStats
 from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.pipeline import RestorationPipeline
 from hireslm.pipeline.source import BLOCK_SECONDS, analyse_file, file_blocks_48k
@@ -29,6 +31,8 @@ class FileResult:
     gain_db: float
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    treatment: dict[str, Any] | None = None
 
     @property
     def real_time_factor(self) -> float:
@@ -64,6 +68,8 @@ def restore_file(
     warnings: list[str] = []
     gain_db = loudness_gain_db(analysis.loudness_lufs, options.target_lufs)
     report = (lambda n: on_progress(n / sr)) if on_progress else None
+    treatment = None
+    gate = GateStats()
     with atomic_audio_writer(output_path, sr, analysis.channels, subtype=subtype) as out:
         if analysis.is_silent:
             warnings.append("input is digital silence; wrote silence")
@@ -74,9 +80,10 @@ def restore_file(
                 if report:
                     report(n)
         else:
+            treatment = pipeline.decide(list(analysis.channel_analysis), options)
             blocks = pipeline.restore_stream(
                 file_blocks_48k(input_path, sr), analysis.frames_48k, analysis.channels,
-                gain_db, options, on_chunk=report,
+                gain_db, options, treatment, on_chunk=report, gate_stats=gate,
             )
             for block in blocks:
                 out.write(block.T)
@@ -88,4 +95,8 @@ def restore_file(
         gain_db=gain_db,
         seconds=time.perf_counter() - start,
         warnings=warnings,
+        analysis=[channel.to_dict() for channel in analysis.channel_analysis],
+        treatment=None if treatment is None
+        else treatment.to_dict(pipeline.recovery_name, sr / 2,
+                               gate.recovered_share() if treatment.recover else None),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+KEEP_MODES = ("auto", "input", "none")
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,9 @@ class RestoreOptions:
     length the models see at once; ``overlap_seconds`` is crossfaded between chunks.
     ``strength`` below 1 starts the diffusion from the input's own latent, part-noised, instead
     of from pure noise (``hireslm.diffusion.sample``): the result keeps more of the input's
-    content and timing, and also more of its defects.
+    content and timing, and also more of its defects. ``keep`` chooses what of the input the
+    output keeps (``hireslm.pipeline.treatment``): ``auto`` the recovered input below its
+    cutoff, ``input`` the input itself below its cutoff, ``none`` nothing (fully generative).
     """
 
     num_steps: int | None = None
@@ -30,8 +33,11 @@ class RestoreOptions:
     seed: int = 0
     target_lufs: float = -20.0
     strength: float = 1.0
+    keep: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {KEEP_MODES}, got {self.keep!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_steps is not None and self.num_steps < 0:
