@@ -2,8 +2,8 @@
 two offline baselines, in one command.
 
     python benchmarks/eval_release.py [--release checkpoints/hireslm-demo] \
-        [--testset data/testset] [--out results/<release>] [--steps 4 8] \
-        [--strengths 0.6] [--clips-per-kind 40] [--write-docs]
+        [--testset data/testset] [--out results/<release>] [--keep auto input none] \
+        [--steps 8] [--strengths 0.6] [--clips-per-kind 40] [--write-docs]
 
 Systems, each written as a folder of files mirroring the test set and scored by
 ``hireslm evaluate``:
@@ -14,9 +14,17 @@ Systems, each written as a folder of files mirroring the test set and scored by
 - ``resynthesis``: the clean references through the release's VAE and vocoder, no diffusion
   (``--steps 0``): the ceiling the latent space allows (scored on ``clean`` only);
 - ``vocoder``: the clean references' mels through the vocoder alone (``clean`` only);
-- ``hireslm-<N>``: the full pipeline at N diffusion steps;
-- ``hireslm-<N>-s<S>``: the same at the last ``--steps`` value with ``--strength S``
-  (diffusion started from the input's own latent, part-noised).
+- ``hireslm-<keep>-<N>``: the pipeline with ``--keep <keep>`` at N diffusion steps:
+  ``auto`` (the default: recovery where the analysis finds noise or a room, the recovered
+  input kept below its cutoff, only the missing band generated), ``input`` (the input kept
+  as it is below its cutoff), ``none`` (everything regenerated, as in the paper);
+- ``hireslm-none-<N>-s<S>``: the fully generative path with ``--strength S`` (diffusion
+  started from the input's own latent, part-noised).
+
+Besides ``hireslm evaluate``'s columns, ``LSD>cut`` is the LSD of the band above each input
+file's measured cutoff alone, on the band-limited kinds: the generated band's own quality.
+With ``--write-docs`` one spectrogram per kind (input, DeepFilterNet3, the default, clean)
+goes to docs/figures/.
 
 The test set comes from ``benchmarks/make_testset.py``. ``--clips-per-kind`` scores the first
 clips (sorted by path) of each kind, the same ones for every system. With ``--write-docs``,
@@ -43,8 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from docs_section import replace_section  # noqa: E402
 
+from hireslm.analysis import DiagnosisThresholds  # noqa: E402
 from hireslm.audio import (  # noqa: E402
     apply_gain,
+    audio_info,
+    estimate_bandwidth,
     load_audio,
     loudness_gain_db,
     measure_loudness,
@@ -52,7 +63,9 @@ from hireslm.audio import (  # noqa: E402
     save_audio,
 )
 from hireslm.evaluation import EvaluationOptions, evaluate_dirs, summarise  # noqa: E402
+from hireslm.evaluation.metrics import log_spectral_distance  # noqa: E402
 from hireslm.evaluation.pairs import ALL  # noqa: E402
+from hireslm.evaluation.plots import plot_spectrograms  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
 from hireslm.pipeline.batch import release_hash  # noqa: E402
@@ -60,9 +73,9 @@ from hireslm.pipeline.batch import release_hash  # noqa: E402
 SECTION = "## Results"
 CLEAN = "clean"
 CEILINGS = ("vocoder", "resynthesis")  # systems run on the clean references only
-COLUMNS = ("lsd", "lsd_hf", "si_sdr", "pesq", "estoi", "dnsmos_sig", "dnsmos_bak",
+COLUMNS = ("lsd", "lsd_cut", "si_sdr", "pesq", "estoi", "dnsmos_sig", "dnsmos_bak",
            "dnsmos_ovrl")
-HEADERS = ("LSD", "LSD>4k", "SI-SDR", "PESQ", "ESTOI", "SIG", "BAK", "OVRL")
+HEADERS = ("LSD", "LSD>cut", "SI-SDR", "PESQ", "ESTOI", "SIG", "BAK", "OVRL")
 
 
 def pick_subset(testset: Path, out: Path, clips_per_kind: int | None) -> list[str]:
@@ -142,6 +155,35 @@ def restorer(pipeline: RestorationPipeline, options: RestoreOptions):
     return lambda wave, rate: pipeline(wave, rate, options)
 
 
+def generated_band_lsd(inputs: Path, references: Path, outputs: Path) -> float:
+    """Mean LSD above each input's measured cutoff (band-limited inputs only; else NaN)."""
+    distances = []
+    for source in sorted(inputs.rglob("*.wav")):
+        wave, rate = load_audio(source, check=False)
+        cutoff = estimate_bandwidth(wave, rate)
+        if not 0 < cutoff < DiagnosisThresholds().band_limited_below_hz:
+            continue
+        reference = load_audio(references / source.relative_to(inputs))[0][0]
+        estimate = load_audio(outputs / source.relative_to(inputs), check=False)[0][0]
+        distances.append(log_spectral_distance(reference, estimate, 48000, min_hz=cutoff))
+    return float(np.mean(distances)) if distances else float("nan")
+
+
+def write_spectrograms(subset: Path, systems: dict[str, Path], kinds: list[str],
+                       names: list[str]) -> list[Path]:
+    """One PNG per kind: the longest of its clips through ``names``, then the reference."""
+    clip = max((subset / CLEAN).rglob("*.wav"), key=lambda p: audio_info(p).frames)
+    rel = clip.relative_to(subset / CLEAN)
+    figures = []
+    for kind in kinds:
+        panels = [(name, load_audio(systems[name] / kind / rel, check=False)[0][0])
+                  for name in names if (systems[name] / kind / rel).is_file()]
+        panels.append(("clean", load_audio(clip)[0][0]))
+        path = ROOT / "docs" / "figures" / f"results_{kind}.png"
+        figures.append(plot_spectrograms(panels, 48000, path, title=f"{kind}: {rel}"))
+    return figures
+
+
 def score(subset: Path, system_dir: Path) -> dict[str, dict]:
     """``hireslm evaluate --kinds --dnsmos-fast`` of one system: the summary per kind.
 
@@ -180,9 +222,11 @@ def main() -> None:
     parser.add_argument("--release", type=Path, default=ROOT / "checkpoints" / "hireslm-demo")
     parser.add_argument("--testset", type=Path, default=ROOT / "data" / "testset")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--keep", nargs="+", default=["auto", "input", "none"],
+                        help="--keep modes to run; the first is the release's default")
+    parser.add_argument("--steps", type=int, nargs="+", default=[8])
     parser.add_argument("--strengths", type=float, nargs="*", default=[],
-                        help="also run the last --steps value at these strengths")
+                        help="also run --keep none at the last --steps value at these strengths")
     parser.add_argument("--clips-per-kind", type=int, default=40)
     parser.add_argument("--skip", nargs="*", default=[], help="systems to leave out")
     parser.add_argument("--write-docs", action="store_true")
@@ -206,11 +250,13 @@ def main() -> None:
                                     vocoder_only(pipeline))
     systems["vocoder"] = own / "vocoder"
     speed["resynthesis"] = run_per_file(subset / CLEAN, own / "resynthesis" / CLEAN,
-                                        restorer(pipeline, RestoreOptions(num_steps=0)))
+                                        restorer(pipeline, RestoreOptions(num_steps=0,
+                                                                          keep="none")))
     systems["resynthesis"] = own / "resynthesis"
-    runs = [(f"hireslm-{steps}", RestoreOptions(num_steps=steps)) for steps in args.steps]
-    runs += [(f"hireslm-{args.steps[-1]}-s{strength:g}",
-              RestoreOptions(num_steps=args.steps[-1], strength=strength))
+    runs = [(f"hireslm-{keep}-{steps}", RestoreOptions(num_steps=steps, keep=keep))
+            for keep in args.keep for steps in args.steps]
+    runs += [(f"hireslm-none-{args.steps[-1]}-s{strength:g}",
+              RestoreOptions(num_steps=args.steps[-1], strength=strength, keep="none"))
              for strength in args.strengths]
     for name, options in runs:
         process = restorer(pipeline, options)
@@ -219,32 +265,44 @@ def main() -> None:
         systems[name] = own / name
 
     results = {name: score(subset, folder) for name, folder in systems.items()}
+    for name, folder in systems.items():
+        for kind in degraded:
+            if kind in results[name] and name not in CEILINGS:
+                results[name][kind]["means"]["lsd_cut"] = generated_band_lsd(
+                    subset / kind, subset / CLEAN, folder / kind)
     write_json_atomic(out / "results.json", {"results": results, "rtf": speed})
     clips = len(list((subset / CLEAN).rglob("*.wav")))
     command = (f"python benchmarks/eval_release.py --clips-per-kind {args.clips_per_kind} "
-               f"--steps {' '.join(map(str, args.steps))}")
+               f"--keep {' '.join(args.keep)} --steps {' '.join(map(str, args.steps))}")
     if args.strengths:
         command += f" --strengths {' '.join(f'{v:g}' for v in args.strengths)}"
+    default = runs[0][0]
     body = "\n".join([
         f"Release `{args.release.name}` on the held-out test set (docs/evaluation.md): the "
         f"first {clips} clips of each kind, Danish speakers never seen in training. Made by "
         f"`{command}` on {platform.machine()}; DNSMOS in fast mode. "
-        "LSD lower is better, all others higher. `resynthesis` is the clean reference through "
-        "the VAE and vocoder alone (the ceiling of the latent space) and `vocoder` its mel "
-        "through the vocoder alone, so both have only a `clean` row; `clean`/`input` is the "
-        "identity (its DNSMOS is the references' own), and "
-        "`clean`/`hireslm-N` shows what the model does to clean input; `hireslm-N-sS` "
-        "starts the diffusion from the input's own latent (`--strength S`). The baselines were "
-        "run on the degraded kinds only.",
+        "LSD lower is better, all others higher. `LSD>cut` is the LSD above each input's "
+        "measured cutoff alone (band-limited kinds only): the generated band's own quality. "
+        f"`{default}` is what `hireslm restore` does by default. `hireslm-KEEP-N` is "
+        "`--keep KEEP --steps N`: `auto` recovers noisy or reverberant input with "
+        "DeepFilterNet3, keeps it below its cutoff and generates only the band above; "
+        "`input` keeps the input itself below its cutoff; `none` regenerates everything (the "
+        "paper's path). `resynthesis` is the clean reference through the VAE and vocoder alone "
+        "(the ceiling of the latent space) and `vocoder` its mel through the vocoder alone, so "
+        "both have only a `clean` row; `clean`/`input` is the identity (its DNSMOS is the "
+        "references' own). The baselines were run on the degraded kinds only.",
         "",
         table(results, kinds),
         "",
-        "Real-time factor of each system over these clips (this CPU, 2 threads): "
+        "Real-time factor of each system over these clips (this CPU, 2 threads, in-process, "
+        "model loading excluded): "
         + ", ".join(f"{name} {rtf:.3f}" if np.isfinite(rtf) else f"{name} not timed (resumed)"
                     for name, rtf in speed.items()) + ".",
     ])
     print(body)
     if args.write_docs:
+        write_spectrograms(subset, systems, kinds,
+                           [n for n in ("input", "deepfilternet3", default) if n in systems])
         replace_section(ROOT / "docs" / "results.md", SECTION, body)
         replace_section(args.release / "README.md", SECTION, body)
 
