@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 import hireslm
+from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders, read_manifest
 from hireslm.training.early_stopping import EarlyStopping
@@ -167,9 +168,9 @@ def _optional_path(path: str | None) -> Path | None:
 
 
 def _chain_config(chain: Any) -> Any:
-    """The degradation chain as a plain mapping (a YAML path is loaded)."""
+    """The degradation chain as a plain mapping (a YAML path is loaded with its ``_base_``)."""
     if chain is None:
         return None
     if isinstance(chain, str):
-        return OmegaConf.to_container(OmegaConf.load(resolve_path(chain)), resolve=True)
+        return OmegaConf.to_container(load_config(resolve_path(chain)), resolve=True)
     return OmegaConf.to_container(chain, resolve=True) if OmegaConf.is_config(chain) else chain

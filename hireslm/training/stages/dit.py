@@ -5,7 +5,9 @@ fly (posterior means, multiplied by the release's ``latent_scale``; the degraded
 goes through a frozen recovery model when ``dit.recovery_release`` is set), or the latents come
 precomputed from ``data.latent_cache`` (``train/cache_latents.py``). The training objective is
 ``build_objective(cfg.objective)``; validation samples with a few steps and reports the
-latent MSE and the mel L1 after decoding.
+latent MSE and the mel L1 after decoding, over the whole band and (``mel_l1_high``) over the
+mel bands above each degraded crop's measured cutoff alone: the band the pipeline takes
+from the generative stages when it keeps the input below its cutoff.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from librosa import mel_frequencies
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from hireslm.audio import AudioConfig, LogMelSpectrogram
+from hireslm.audio import AudioConfig, LogMelSpectrogram, estimate_bandwidth
 from hireslm.diffusion.objectives import build_objective
 from hireslm.diffusion.sampling import sample
 from hireslm.models import build_model
@@ -130,7 +133,11 @@ class DiTStage(StageBase):
         mel_pred = self.vae.decode(z_pred / self.latent_scale).float()
         mel_clean = self.vae.decode(z_clean / self.latent_scale).float()
         mel_cond = self.vae.decode(z_cond / self.latent_scale).float()
+        high = self._above_cutoff(batch)
         return {
+            **({"mel_l1_high": _masked_l1(mel_pred, mel_clean, high),
+                "mel_l1_high_input": _masked_l1(mel_cond, mel_clean, high)}
+               if high is not None else {}),
             "latent_mse": F.mse_loss(z_pred, z_clean).item(),
             "latent_mse_input": F.mse_loss(z_cond, z_clean).item(),
             "mel_l1": F.l1_loss(mel_pred, mel_clean).item(),
@@ -139,6 +146,19 @@ class DiTStage(StageBase):
             "image/mel_clean": mel_image(mel_clean[0].cpu().numpy()),
             "image/mel_degraded": mel_image(mel_cond[0].cpu().numpy()),
         }
+
+    def _above_cutoff(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """``(B, n_mels, 1)`` mask of the mel bands above each degraded crop's cutoff, or
+        None for cached latents (no waves to measure)."""
+        if "degraded" not in batch:
+            return None
+        waves = batch["degraded"].float().cpu().numpy()
+        cutoffs = torch.tensor([estimate_bandwidth(w, self.audio.sample_rate) for w in waves])
+        centres = torch.from_numpy(mel_frequencies(
+            n_mels=self.audio.n_mels + 2, fmin=self.audio.f_min, fmax=self.audio.f_max,
+            htk=False)[1:-1]).float()
+        return (centres[None, :] > cutoffs[:, None]).float()[..., None].to(
+            batch["degraded"].device)
 
     def export(self, release_dir: Path) -> None:
         live = self.accelerator.unwrap_model(self.parts.models["dit"])
@@ -156,3 +176,13 @@ class DiTStage(StageBase):
                   "run_dir": str(self.cfg.run_dir), "vae_release": str(self.cfg.dit.vae_release)},
             audio=self.audio,
         )
+
+
+def _masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean absolute error of ``(B, n_mels, T)`` mels over the bands where ``mask`` is 1
+    (``(B, n_mels, 1)``); NaN when no band is masked in."""
+    weight = mask.expand_as(target)
+    total = weight.sum()
+    if total == 0:
+        return float("nan")
+    return float(((prediction - target).abs() * weight).sum() / total)
