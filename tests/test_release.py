@@ -112,3 +112,26 @@ def test_release_command_combines_and_shows(tmp_path, capsys) -> None:
     assert "latent_scale: 1.5" in shown and '"weights_sha256"' in shown
     with pytest.raises(SystemExit, match="name at least one stage"):
         release_cli.run(parser.parse_args(["combine", str(tmp_path / "none")]))
+
+
+def test_fp16_storage_halves_a_stage_and_loads_back_as_float32(tmp_path) -> None:
+    import argparse
+
+    from hireslm.training import release_cli
+
+    vocoder = _save(tmp_path / "a", "vocoder", VOCOS)
+    before = (tmp_path / "a" / "vocoder.safetensors").stat().st_size
+    parser = argparse.ArgumentParser()
+    release_cli.add_arguments(parser)
+    out = tmp_path / "out"
+    assert release_cli.run(parser.parse_args(
+        ["combine", str(out), "--vocoder", str(tmp_path / "a"), "--fp16", "vocoder"])) == 0
+    assert (out / "vocoder.safetensors").stat().st_size < 0.6 * before
+    loaded = load_stage(out, "vocoder")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    mel = torch.randn(1, 128, 20) - 5
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel), vocoder(mel), atol=2e-3, rtol=1e-2)
+    stage = json.loads((out / "meta.json").read_text())["stages"]["vocoder"]
+    assert stage["stored_dtype"] == "float16"
+    assert stage["float32_weights_sha256"] != stage["weights_sha256"]

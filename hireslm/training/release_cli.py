@@ -8,7 +8,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from hireslm.release import combine_releases, load_release_config, read_meta
+from hireslm.release import combine_releases, load_release_config, read_meta, store_half
 from hireslm.training.adapters import merge_adapter
 
 STAGE_NAMES = ("recovery", "vae", "dit", "vocoder")
@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     combine.add_argument("out_dir", help="release folder to write (created)")
     for stage in STAGE_NAMES:
         combine.add_argument(f"--{stage}", metavar="DIR", help=f"release holding the {stage}")
+    combine.add_argument("--fp16", nargs="+", default=[], choices=STAGE_NAMES, metavar="STAGE",
+                         help="store these stages' weights as float16 (half the size)")
     show = sub.add_parser("show", help="print a release's config and per-stage metadata")
     show.add_argument("release_dir")
     merge = sub.add_parser("merge-lora", help="merge a LoRA adapter folder (run_dir/adapter) "
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         if not sources:
             raise SystemExit("name at least one stage, e.g. --vae runs/vae/release")
         print(combine_releases(args.out_dir, **sources))
+        for stage in args.fp16:
+            store_half(args.out_dir, stage)
         return 0
     if args.action == "merge-lora":
         print(merge_adapter(args.base_dir, args.adapter_dir, args.out_dir, force=args.force))
