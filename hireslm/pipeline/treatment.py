@@ -4,8 +4,9 @@ Three parts, each optional:
 
 - **recover**: the release's waveform recovery (DeepFilterNet3) runs over the whole file,
   and the recovery gate (``hireslm.pipeline.gate``) keeps its output only where it removed
-  enough to matter: the analysis' flags inform the report and the gate's threshold, but
-  its noise estimate misses bursty noise in short clips, so the gate decides;
+  enough to matter. It runs where the analysis finds noise or a room, and on full-band
+  input whose SNR it cannot vouch for (its estimate misses bursty noise in short clips);
+  band-limited, clipped and coded input only where noise or a room was found;
 - **keep**: below each channel's cutoff the output is the (recovered) input itself;
 - **generate**: the generative stages (VAE, DiT, vocoder) make the band above the cutoff,
   only where a channel is band-limited.
@@ -33,12 +34,10 @@ from hireslm.pipeline.options import KEEP_MODES
 # recovery removed (docs/recovery.md: clean test clips lie 14-30 dB above it, noisy ones at
 # 15 dB SNR 8-17 dB, at 5 dB SNR and in rooms below 9 dB).
 RECOVERY_THRESHOLD_DB = 14.0
-# On band-limited, clipped or codec-coded input the denoiser also takes speech and the
-# distortion products for noise, and its output scores far below the input (PESQ 4.53 ->
-# 2.19 on low-pass 8 kHz, 2.54 -> 1.48 on clipping): recover only strong noise there.
-DISTORTED_RECOVERY_THRESHOLD_DB = 6.0
-
-
+# The analysis' SNR cannot see bursty noise in short clips, so a full-band file is only
+# spared recovery when its SNR reads at least this (half the clean test clips, a tenth of
+# the noisy ones).
+CLEAN_SNR_DB = 30.0
 @dataclass(frozen=True)
 class Treatment:
     """The decision for one file.
@@ -90,19 +89,22 @@ def decide_treatment(
     found = sorted({name for c in channels for name in c.flags.names()})
     if found:
         reasons.append(f"analysis: {', '.join(found)}")
-    recover = keep != "input" and can_recover
+    flagged = any(c.flags.noisy or c.flags.reverberant for c in channels)
+    # On band-limited, clipped or coded input the denoiser takes speech and distortion
+    # products for noise (PESQ 4.53 -> 2.19 on low-pass 8 kHz), and "much removed" then
+    # means damage, not noise: recover such input only where the analysis found noise.
     distorted = any(c.flags.band_limited or c.flags.clipped or c.flags.codec for c in channels)
+    unsure = any(c.snr_db is None or c.snr_db < CLEAN_SNR_DB for c in channels)
+    wanted = flagged or (unsure and not distorted)
+    recover = keep != "input" and can_recover and wanted
     if recover:
-        reasons.append("recovery gated per segment" +
-                       (" (band-limited, clipped or coded: strong noise only)" if distorted
-                        else ""))
-    elif keep != "input" and any(c.flags.noisy or c.flags.reverberant for c in channels):
+        reasons.append("recovery gated per segment")
+    elif keep != "input" and flagged:
         reasons.append("noisy or reverberant, but this release has no waveform recovery")
-    threshold = DISTORTED_RECOVERY_THRESHOLD_DB if distorted else RECOVERY_THRESHOLD_DB
     if keep == "none":
         reasons.append("fully generative (--keep none)")
         return Treatment(recover=recover, generate=True, keep_below_hz=None,
-                         reasons=tuple(reasons), recovery_threshold_db=threshold)
+                         reasons=tuple(reasons))
     cutoffs = tuple(c.bandwidth_hz if c.flags.band_limited else math.inf for c in channels)
     generate = any(math.isfinite(c) for c in cutoffs)
     reasons.append("band-limited: generated the band above the cutoff" if generate
@@ -110,4 +112,4 @@ def decide_treatment(
     if any(c.flags.clipped for c in channels):
         reasons.append("clipped: kept as it is (this release does not repair clipping)")
     return Treatment(recover=recover, generate=generate, keep_below_hz=cutoffs,
-                     reasons=tuple(reasons), recovery_threshold_db=threshold)
+                     reasons=tuple(reasons))
