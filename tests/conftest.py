@@ -28,3 +28,18 @@ def speech_48k(librivox_files: list[Path]) -> np.ndarray:
     wave = resample(wave, rate, 48000)[:, :96000]
     floor = np.random.default_rng(1234).standard_normal(wave.shape) * 1e-3
     return (wave + floor).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def reading_48k(librivox_files: list[Path]) -> np.ndarray:
+    """The first LibriVox clip, whole, at 48 kHz: ``(1, N)`` float32 (7.1 s)."""
+    wave, rate = load_audio(librivox_files[0])
+    return resample(wave, rate, 48000)
+
+
+@pytest.fixture(scope="session")
+def deepfilternet3():
+    """DeepFilterNet3 with its real weights and the default settings."""
+    from hireslm.models.recovery import DeepFilterNet3Recovery
+
+    return DeepFilterNet3Recovery()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hireslm.audio import load_audio, resample
 from hireslm.data.degradations import lowpass, noise
 from hireslm.models.recovery import PRETRAINED_RECOVERY, DeepFilterNet3Recovery
 from hireslm.models.recovery.deepfilternet import HOP, foreground_kept_db, mirrored
@@ -14,15 +13,13 @@ SR = 48000
 
 
 @pytest.fixture(scope="module")
-def speech(librivox_files) -> np.ndarray:
-    """The first LibriVox clip at 48 kHz, ``(1, N)`` float32 (7.1 s)."""
-    wave, rate = load_audio(librivox_files[0])
-    return resample(wave, rate, SR)
+def speech(reading_48k) -> np.ndarray:
+    return reading_48k
 
 
 @pytest.fixture(scope="module")
-def rec() -> DeepFilterNet3Recovery:
-    return DeepFilterNet3Recovery()
+def rec(deepfilternet3) -> DeepFilterNet3Recovery:
+    return deepfilternet3
 
 
 def db(x: np.ndarray) -> float:

@@ -15,15 +15,13 @@ SR = 48000
 
 
 @pytest.fixture(scope="module")
-def speech(librivox_files) -> np.ndarray:
-    """A real 7.1 s reading at 48 kHz, ``(1, N)``."""
-    wave, rate = load_audio(librivox_files[0])
-    return resample(wave, rate, SR)
+def speech(reading_48k) -> np.ndarray:
+    return reading_48k
 
 
 @pytest.fixture(scope="module")
-def recovery() -> DeepFilterNet3Recovery:
-    return DeepFilterNet3Recovery()
+def recovery(deepfilternet3) -> DeepFilterNet3Recovery:
+    return deepfilternet3
 
 
 def _noisy(wave: np.ndarray, snr_db: float) -> np.ndarray:
