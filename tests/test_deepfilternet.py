@@ -17,11 +17,6 @@ def speech(reading_48k) -> np.ndarray:
     return reading_48k
 
 
-@pytest.fixture(scope="module")
-def rec(deepfilternet3) -> DeepFilterNet3Recovery:
-    return deepfilternet3
-
-
 def db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64))))
 
@@ -56,19 +51,19 @@ def test_registry_and_rate() -> None:
 
 
 @pytest.mark.parametrize("n", [1, 2, 300, 479, 480, 481, 1440, 4801, 2 * SR + 7])
-def test_exact_length_shape_and_dtype(speech, rec, n: int) -> None:
+def test_exact_length_shape_and_dtype(speech, deepfilternet3, n: int) -> None:
     x = speech[0, SR: SR + n]
-    out = rec(x)
+    out = deepfilternet3(x)
     assert out.shape == x.shape and out.dtype == np.float32 and np.isfinite(out).all()
-    out2 = rec(speech[:, SR: SR + n])
+    out2 = deepfilternet3(speech[:, SR: SR + n])
     assert out2.shape == (1, n)
     np.testing.assert_allclose(out2[0], out, atol=1e-6)
 
 
-def test_stream_is_block_size_invariant(speech, rec) -> None:
+def test_stream_is_block_size_invariant(speech, deepfilternet3) -> None:
     """Odd blocks (some empty, some longer than the warm-up) give the whole-array result."""
     x = speech[:, : 4 * SR + 123]
-    whole = rec(x)
+    whole = deepfilternet3(x)
     sizes = [0, 1, 7, 479, 481, 13, 50000, 0, 333, 96001, 17]
     cuts = np.cumsum(sizes)
     blocks = np.split(x, cuts[cuts < x.shape[1]], axis=1)
@@ -81,7 +76,7 @@ def test_stream_is_block_size_invariant(speech, rec) -> None:
             yield block
 
     outs, consumed_at_first = [], None
-    for out in rec.stream(source(), channels=1):
+    for out in deepfilternet3.stream(source(), channels=1):
         consumed_at_first = consumed if consumed_at_first is None else consumed_at_first
         outs.append(out)
     assert all(o.shape[0] == 1 and o.dtype == np.float32 for o in outs)
@@ -92,19 +87,19 @@ def test_stream_is_block_size_invariant(speech, rec) -> None:
     np.testing.assert_allclose(streamed, whole, atol=1e-5)
 
 
-def test_sample_aligned(speech, rec) -> None:
+def test_sample_aligned(speech, deepfilternet3) -> None:
     x = speech[0, : 4 * SR]
-    assert lag(rec(x), x) == 0
+    assert lag(deepfilternet3(x), x) == 0
     noisy = noise(speech[:, : 4 * SR], SR, np.random.default_rng(1), snr_db=15.0)[0]
-    assert lag(rec(noisy), x) == 0
+    assert lag(deepfilternet3(noisy), x) == 0
 
 
-def test_channels_are_independent(speech, rec) -> None:
+def test_channels_are_independent(speech, deepfilternet3) -> None:
     left = speech[0, : 2 * SR]
     right = noise(speech[:, 2 * SR: 4 * SR], SR, np.random.default_rng(2), snr_db=5.0)[0]
-    stereo = rec(np.stack([left, right]))
-    np.testing.assert_allclose(stereo[1], rec(right), atol=1e-6)
-    np.testing.assert_allclose(stereo[0], rec(left), atol=1e-6)
+    stereo = deepfilternet3(np.stack([left, right]))
+    np.testing.assert_allclose(stereo[1], deepfilternet3(right), atol=1e-6)
+    np.testing.assert_allclose(stereo[0], deepfilternet3(left), atol=1e-6)
 
 
 def test_short_utterance_is_kept(speech) -> None:
@@ -136,11 +131,11 @@ def test_guard_measure() -> None:
 
 
 @pytest.mark.parametrize("seconds", [4.0, 1.5])
-def test_removes_noise(speech, rec, seconds: float) -> None:
+def test_removes_noise(speech, deepfilternet3, seconds: float) -> None:
     """Speech in white noise at 5 dB SNR, long and short (the guard holds the short one)."""
     clean = speech[:, : int(seconds * SR)]
     noisy = noise(clean, SR, np.random.default_rng(4), snr_db=5.0)
-    before, after = si_sdr(noisy, clean), si_sdr(rec(noisy), clean)
+    before, after = si_sdr(noisy, clean), si_sdr(deepfilternet3(noisy), clean)
     assert after > before + 6.0, (before, after)
 
 
@@ -170,14 +165,14 @@ def test_mix_and_post_filter(speech) -> None:
     assert np.isfinite(filtered).all() and not np.allclose(filtered, enhanced)
 
 
-def test_mirrored_and_bad_input(rec) -> None:
+def test_mirrored_and_bad_input(deepfilternet3) -> None:
     x = np.arange(4, dtype=np.float32)[None]
     np.testing.assert_array_equal(mirrored(x, 9)[0], [1, 2, 3, 2, 1, 0, 1, 2, 3])
     np.testing.assert_array_equal(mirrored(x[:, :1], 3)[0], [0, 0, 0])
-    assert rec(np.zeros((2, 0), np.float32)).shape == (2, 0)
+    assert deepfilternet3(np.zeros((2, 0), np.float32)).shape == (2, 0)
     with pytest.raises(ValueError, match="non-finite"):
-        rec(np.full(HOP, np.nan, np.float32))
+        deepfilternet3(np.full(HOP, np.nan, np.float32))
     with pytest.raises(ValueError, match="blocks"):
-        list(rec.stream([np.zeros((2, 10), np.float32)], channels=1))
+        list(deepfilternet3.stream([np.zeros((2, 10), np.float32)], channels=1))
     with pytest.raises(ValueError, match="atten_lim_db"):
         DeepFilterNet3Recovery(atten_lim_db=0.0)

@@ -4,24 +4,12 @@ untouched, noisy ones recovered, in exact length, whatever the blocks."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from hireslm.audio import load_audio, resample
 from hireslm.data.degradations.noise import colored_noise, mix_at_snr
-from hireslm.models.recovery import DeepFilterNet3Recovery
 from hireslm.pipeline.gate import GateStats, gated_recovery, removal_ratio_db
 
 SR = 48000
-
-
-@pytest.fixture(scope="module")
-def speech(reading_48k) -> np.ndarray:
-    return reading_48k
-
-
-@pytest.fixture(scope="module")
-def recovery(deepfilternet3) -> DeepFilterNet3Recovery:
-    return deepfilternet3
 
 
 def _noisy(wave: np.ndarray, snr_db: float) -> np.ndarray:
@@ -36,27 +24,27 @@ def _run(recovery, wave, threshold_db=14.0, block=SR):
     return out, stats
 
 
-def test_clean_speech_comes_out_untouched(recovery, speech):
-    out, stats = _run(recovery, speech)
-    assert out.shape == speech.shape
-    np.testing.assert_array_equal(out, speech)
+def test_clean_speech_comes_out_untouched(deepfilternet3, reading_48k):
+    out, stats = _run(deepfilternet3, reading_48k)
+    assert out.shape == reading_48k.shape
+    np.testing.assert_array_equal(out, reading_48k)
     assert stats.recovered_share() == [0.0]
 
 
-def test_noisy_speech_is_recovered(recovery, speech):
-    noisy = _noisy(speech, 5.0)
-    out, stats = _run(recovery, noisy, block=7001)
+def test_noisy_speech_is_recovered(deepfilternet3, reading_48k):
+    noisy = _noisy(reading_48k, 5.0)
+    out, stats = _run(deepfilternet3, noisy, block=7001)
     assert stats.recovered_share()[0] > 0.95
-    np.testing.assert_allclose(out, recovery(noisy), atol=1e-6)
+    np.testing.assert_allclose(out, deepfilternet3(noisy), atol=1e-6)
     assert removal_ratio_db(noisy, out)[0] < 14.0
 
 
-def test_only_the_noisy_stretch_is_recovered(recovery, librivox_files):
+def test_only_the_noisy_stretch_is_recovered(deepfilternet3, librivox_files):
     reading = np.concatenate([resample(*load_audio(path), SR) for path in librivox_files] * 2,
                              axis=1)[:, : 36 * SR]
     half = 16 * SR  # two whole gate segments
     mixed = np.concatenate([reading[:, :half], _noisy(reading[:, half:], 0.0)], axis=1)
-    out, stats = _run(recovery, mixed, block=12345)
+    out, stats = _run(deepfilternet3, mixed, block=12345)
     assert out.shape == mixed.shape
     np.testing.assert_array_equal(out[:, :half], mixed[:, :half])
     share = stats.recovered_share()[0]
