@@ -9,7 +9,7 @@ length, and a file that is corrupt halfway through fails before any output is wr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,12 +79,27 @@ def _emit(block: np.ndarray, resampler, last: bool, room: int):
     return out.shape[1]
 
 
-def file_blocks_48k(path: str | os.PathLike, sample_rate: int = 48000) -> Iterator[np.ndarray]:
-    """Stream a file as ``(C, n)`` float32 blocks at ``sample_rate``, exact total length."""
+def file_blocks_48k(
+    path: str | os.PathLike, sample_rate: int = 48000,
+    on_native_block: Callable[[np.ndarray], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream a file as ``(C, n)`` float32 blocks at ``sample_rate``, exact total length.
+
+    ``on_native_block`` sees each decoded ``(C, n)`` block at the file's own rate first.
+    """
     info = audio_info(path)
     total = output_length(info.frames, info.samplerate, sample_rate)
     blocks = iter_audio_blocks(path, int(BLOCK_SECONDS * info.samplerate))
+    if on_native_block is not None:
+        blocks = _observed(blocks, on_native_block)
     return stream_resampled(blocks, info.samplerate, sample_rate, info.channels, total)
+
+
+def _observed(blocks: Iterator[np.ndarray],
+              observe: Callable[[np.ndarray], None]) -> Iterator[np.ndarray]:
+    for block in blocks:
+        observe(block)
+        yield block
 
 
 def analyse_file(
@@ -106,18 +121,14 @@ def analyse_file(
     analyzer = SignalAnalyzer(sample_rate, info.channels, native_sample_rate=info.samplerate,
                               subtype=info.subtype, native_samples=True)
 
-    def native_blocks() -> Iterator[np.ndarray]:
-        for block in iter_audio_blocks(path, int(BLOCK_SECONDS * info.samplerate)):
-            if not np.isfinite(block).all():
-                raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
-            analyzer.update_native(block)
-            yield block
+    def check_native(block: np.ndarray) -> None:
+        if not np.isfinite(block).all():
+            raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
+        analyzer.update_native(block)
 
-    total = output_length(info.frames, info.samplerate, sample_rate)
     peak = 0.0
     count = 0
-    for block in stream_resampled(native_blocks(), info.samplerate, sample_rate,
-                                  info.channels, total):
+    for block in file_blocks_48k(path, sample_rate, on_native_block=check_native):
         meter.update(block)
         analyzer.update(block)
         peak = max(peak, float(np.abs(block).max()))
