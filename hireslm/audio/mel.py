@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -27,11 +28,14 @@ class AudioConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> AudioConfig:
-        """Build from a mapping, rejecting unknown keys so typos fail loudly."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
+        """Build from a mapping, rejecting unknown keys, and values that are not positive
+        integers (rates, sizes) or finite non-negative numbers, so typos fail loudly."""
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = set(values) - set(types)
         if unknown:
             raise ValueError(f"unknown audio config keys: {sorted(unknown)}")
+        for key, value in values.items():
+            _check_value(key, value, types[key])
         return cls(**dict(values))
 
     @classmethod
@@ -48,6 +52,19 @@ class AudioConfig:
     def num_frames(self, num_samples: int) -> int:
         """Mel frames of a centred STFT over ``num_samples``."""
         return num_samples // self.hop_length + 1
+
+
+def _check_value(key: str, value: object, kind: str) -> None:
+    # bool is an int subclass, but "sample_rate: true" is a typo, not a rate
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        valid = False
+    elif kind == "int":
+        valid = isinstance(value, numbers.Integral) and value > 0
+    else:
+        valid = math.isfinite(value) and value >= 0
+    if not valid:
+        expected = "a positive integer" if kind == "int" else "a finite number >= 0"
+        raise ValueError(f"audio config {key} must be {expected}, not {value!r}")
 
 
 class LogMelSpectrogram(nn.Module):
