@@ -3,23 +3,31 @@
 ``config.yaml`` holds the audio front end under ``audio`` and, per stage, the model name, its
 constructor kwargs and stage extras (e.g. the VAE's ``latent_scale``, the DiT's objective);
 ``meta.json`` records the package version and, per stage, git commit, steps, data hash and
-whatever else the trainer reports. Stages may come from different runs (``combine_releases``).
-All files are written atomically; loading is strict.
+whatever else the trainer reports, including the sha256 of the stage's weights file
+(``weights_sha256``). Stages may come from different runs (``combine_releases``).
+All files are written atomically; loading is strict: every weights file is checked against its
+recorded sha256 before it is loaded (``verify_weights``), and every problem with the folder
+raises ``ReleaseError`` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
@@ -27,11 +35,15 @@ import hireslm
 from hireslm.audio import AudioConfig
 from hireslm.config import plain
 from hireslm.fileio import atomic_path, file_sha256, write_json_atomic, write_text_atomic
-from hireslm.models import build_model
+from hireslm.models import MODELS, build_model
 from hireslm.models.recovery import PRETRAINED_RECOVERY
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 class ReleaseError(FileNotFoundError):
@@ -136,33 +148,129 @@ def store_half(release_dir: str | os.PathLike, stage: str) -> Path:
 
 
 def load_release_config(release_dir: str | os.PathLike) -> DictConfig:
-    """The release's ``config.yaml`` as a read-only DictConfig."""
+    """The release's ``config.yaml`` as a read-only DictConfig (section name -> entry)."""
     path = Path(release_dir) / CONFIG_FILE
     if not path.is_file():
         raise ReleaseError(f"{release_dir}: not a release folder (no {CONFIG_FILE})")
-    config = OmegaConf.load(path)
+    try:
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise ReleaseError(f"{path} is not readable YAML: {_one_line(exc)}") from exc
+    if not isinstance(config, DictConfig):
+        raise ReleaseError(f"{path} must map section names to entries, not hold a list")
     OmegaConf.set_readonly(config, True)
     return config
 
 
-def load_stage(release_dir: str | os.PathLike, stage: str,
-               device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild ``stage``'s model from the release and load its weights strictly, in eval mode."""
+def stage_entry(release_dir: str | os.PathLike, stage: str) -> DictConfig:
+    """``config.yaml``'s entry for ``stage``: a mapping with a ``model`` name, optional
+    constructor ``kwargs`` (absent means the constructor's defaults, which the strict weights
+    load must still fit) and stage extras. Raises ``ReleaseError`` for any other shape."""
     config = load_release_config(release_dir)
     if stage not in config:
         present = sorted(k for k in config if k != "audio")
         raise ReleaseError(
             f"stage '{stage}' is not in release {release_dir} (it holds {present or 'no stage'})"
         )
+    entry = config[stage]
+    where = f"{Path(release_dir) / CONFIG_FILE}: stage '{stage}'"
+    if not isinstance(entry, DictConfig):
+        raise ReleaseError(f"{where} must be a mapping with 'model' and 'kwargs', not {entry!r}")
+    if not isinstance(entry.get("model"), str) or not entry.model:
+        known = sorted(MODELS) + sorted(PRETRAINED_RECOVERY)
+        raise ReleaseError(f"{where} has no 'model' name (one of {known})")
+    if "kwargs" in entry and not isinstance(entry.kwargs, DictConfig):
+        raise ReleaseError(f"{where}: 'kwargs' must map constructor arguments to values, "
+                           f"not {entry.kwargs!r}")
+    return entry
+
+
+def load_audio_config(release_dir: str | os.PathLike) -> AudioConfig:
+    """The audio front end the release's stages were trained with (``config.yaml[audio]``)."""
+    config = load_release_config(release_dir)
+    path = Path(release_dir) / CONFIG_FILE
+    if not isinstance(config.get("audio"), DictConfig):
+        raise ReleaseError(f"{path}: 'audio' must map the front end's settings to values, "
+                           f"not {config.get('audio')!r}")
+    try:
+        return AudioConfig.from_dict(plain(config.audio))
+    except (TypeError, ValueError) as exc:
+        raise ReleaseError(f"{path}: {_one_line(exc)}") from exc
+
+
+def load_stage(release_dir: str | os.PathLike, stage: str,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild ``stage``'s model from the release and load its weights strictly, in eval mode.
+
+    The weights file is checked against its recorded sha256 first (``verify_weights``). A
+    missing or damaged file, a config entry of the wrong shape or value types, or tensors
+    that do not fit the model raise ``ReleaseError`` with a one-line message naming the file.
+    """
+    entry = stage_entry(release_dir, stage)
     path = weights_path(release_dir, stage)
     if not path.is_file():
         raise ReleaseError(f"stage '{stage}': weights file {path} is missing")
-    entry = config[stage]
-    model = build_model(str(entry.model), entry.kwargs)
-    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
-    if missing or unexpected:  # strict=True raises first; kept for safetensors versions that don't
-        raise ReleaseError(f"{path}: missing {missing}, unexpected {unexpected}")
+    verify_weights(release_dir, stage)
+    name, kwargs = str(entry.model), plain(entry.get("kwargs", {}))
+    _check_kwarg_types(f"{Path(release_dir) / CONFIG_FILE}: stage '{stage}'", name, kwargs)
+    with config_errors(release_dir, f"stage '{stage}' ({name})"):
+        model = build_model(name, kwargs)
+    _load_weights(model, path, stage, device)
     return model.to(device).eval()
+
+
+def recorded_sha256(release_dir: str | os.PathLike, stage: str) -> str | None:
+    """The sha256 ``meta.json`` records for ``stage``'s weights file, or None where it records
+    none (no ``meta.json``, no entry for the stage, or an entry without ``weights_sha256``)."""
+    path = Path(release_dir) / META_FILE
+    stages = _read_meta(Path(release_dir)).get("stages", {})
+    entry = stages.get(stage, {}) if isinstance(stages, dict) else None
+    if not isinstance(entry, dict):
+        raise ReleaseError(f"{path}: 'stages' must map stage names to mappings")
+    recorded = entry.get("weights_sha256")
+    if recorded is not None and not (isinstance(recorded, str) and _SHA256.fullmatch(recorded)):
+        raise ReleaseError(f"{path}: stage '{stage}' weights_sha256 is not a sha256 hex "
+                           f"digest: {recorded!r}")
+    return recorded.lower() if recorded is not None else None
+
+
+def verify_weights(release_dir: str | os.PathLike, stage: str) -> bool:
+    """Check ``stage``'s weights file against the sha256 ``meta.json`` records for it.
+
+    Returns True when it matches. A mismatch raises ``ReleaseError``: the file was damaged or
+    changed after the release was written, and weights that still happen to load would
+    restore audio wrongly with no other sign. Where no hash is recorded (no ``meta.json``, or
+    none for this stage: older releases, folders assembled by hand) it logs a warning and
+    returns False; such a release loads unverified rather than being refused, since nothing
+    says which bytes are right, and the strict load still rejects files that do not fit.
+    """
+    path = weights_path(release_dir, stage)
+    recorded = recorded_sha256(release_dir, stage)
+    if recorded is None:
+        why = (f"{META_FILE} records no sha256 for stage '{stage}'"
+               if (path.parent / META_FILE).is_file() else f"the release has no {META_FILE}")
+        logger.warning("%s: %s; loading it unverified", path, why)
+        return False
+    found = file_sha256(path)
+    if found != recorded:
+        raise ReleaseError(
+            f"{path} does not match the sha256 recorded in {Path(release_dir) / META_FILE}: "
+            "the file is damaged or was changed; copy the release again from its source, or "
+            f"save the stage anew if the change was meant (sha256 {found[:12]}..., recorded "
+            f"{recorded[:12]}...)"
+        )
+    return True
+
+
+@contextmanager
+def config_errors(release_dir: str | os.PathLike, what: str) -> Iterator[None]:
+    """Re-raise an error from building ``what`` out of ``config.yaml`` as a one-line
+    ``ReleaseError`` naming the file: a bad value there otherwise surfaces deep inside a
+    constructor, in a traceback that does not say where the value came from."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
+        raise ReleaseError(f"{Path(release_dir) / CONFIG_FILE}: {what}: {_one_line(exc)}") from exc
 
 
 def read_meta(release_dir: str | os.PathLike) -> dict[str, Any]:
@@ -241,4 +349,62 @@ def _read_config(release_dir: Path) -> dict[str, Any]:
 
 def _read_meta(release_dir: Path) -> dict[str, Any]:
     path = release_dir / META_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReleaseError(f"{path} is not valid JSON: {_one_line(exc)}") from exc
+    if not isinstance(info, dict):
+        raise ReleaseError(f"{path} must hold a JSON object, not {type(info).__name__}")
+    return info
+
+
+def _check_kwarg_types(where: str, name: str, kwargs: Mapping[str, Any]) -> None:
+    """Constructor arguments annotated plain ``int``/``float``/``bool``/``str`` (or ``X | None``)
+    must hold one: a quoted number in config.yaml otherwise fails deep inside torch."""
+    if name not in MODELS:
+        return  # build_model names the unknown model
+    params = inspect.signature(MODELS[name].__init__).parameters
+    for key, value in kwargs.items():
+        annotation = params[key].annotation if key in params else None
+        if isinstance(annotation, type):
+            annotation = annotation.__name__
+        if not isinstance(annotation, str):
+            continue
+        optional = annotation.endswith(" | None")
+        expected = _PLAIN_TYPES.get(annotation.removesuffix(" | None"))
+        if expected is None or (optional and value is None):
+            continue
+        if not _is_instance(value, expected):
+            raise ReleaseError(f"{where}: kwargs.{key} must be {annotation}, not {value!r}")
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if expected is not bool and isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
+
+
+def _load_weights(model: nn.Module, path: Path, stage: str, device: str | torch.device) -> None:
+    """Load ``path`` into ``model`` strictly, any failure as a one-line ``ReleaseError``."""
+    try:
+        missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    except SafetensorError as exc:
+        raise ReleaseError(f"{path} is not a readable safetensors file ({_one_line(exc)}): "
+                           "it is damaged or incomplete") from exc
+    except RuntimeError as exc:
+        raise ReleaseError(f"{path} does not fit the model {CONFIG_FILE} describes for stage "
+                           f"'{stage}': {_one_line(exc, limit=300)}") from exc
+    if missing or unexpected:  # strict=True raises first; kept for safetensors versions that don't
+        raise ReleaseError(f"{path}: missing {missing}, unexpected {unexpected}")
+
+
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    """``exc``'s message on one line (YAML, OmegaConf and torch messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc) is KeyError:
+        text = f"no key {text}"
+    return text if len(text) <= limit else text[:limit] + "..."

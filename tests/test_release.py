@@ -64,7 +64,8 @@ def test_load_is_strict(tmp_path) -> None:
     config = (tmp_path / "config.yaml").read_text().replace("hidden_channels: 16",
                                                             "hidden_channels: 8")
     (tmp_path / "config.yaml").write_text(config)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ReleaseError, match=r"vae.safetensors does not fit the model config.yaml "
+                                            r"describes for stage 'vae': .*size mismatch"):
         load_stage(tmp_path, "vae")
 
 

@@ -53,7 +53,15 @@ from hireslm.pipeline.gate import GateStats, gated_recovery
 from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.source import output_length, stream_resampled
 from hireslm.pipeline.treatment import Treatment, decide_treatment
-from hireslm.release import load_release_config, load_stage, save_pretrained_entry, save_stage
+from hireslm.release import (
+    config_errors,
+    load_audio_config,
+    load_release_config,
+    load_stage,
+    save_pretrained_entry,
+    save_stage,
+    stage_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +111,27 @@ class RestorationPipeline:
     def from_pretrained(
         cls, release_dir: str | Path, device: str | torch.device = "cpu"
     ) -> RestorationPipeline:
-        """Load a release folder strictly (every stage's weights must match its config)."""
-        config = load_release_config(release_dir)
-        stages = [s for s in STAGES + OPTIONAL_STAGES if s in config]
-        specs = {stage: plain(config[stage]) for stage in stages}
+        """Load a release folder strictly; any problem raises ``ReleaseError`` (one line,
+        naming the file).
+
+        ``config.yaml`` is checked whole before any weights are read: every stage's entry
+        and the audio front end. Then ``load_stage`` checks each weights file against the
+        sha256 ``meta.json`` records (``hireslm.release.verify_weights``: a release without
+        hashes loads with a warning) and loads it strictly into its model.
+        """
+        optional = [s for s in OPTIONAL_STAGES if s in load_release_config(release_dir)]
+        stages = [*STAGES, *optional]
+        specs = {stage: plain(stage_entry(release_dir, stage)) for stage in stages}
+        audio = load_audio_config(release_dir)
         wave_recovery = None
         if "recovery" in specs and specs["recovery"]["model"] in PRETRAINED_RECOVERY:
             entry = specs["recovery"]
-            wave_recovery = PRETRAINED_RECOVERY[entry["model"]](**entry.get("kwargs", {}))
+            with config_errors(release_dir, f"stage 'recovery' ({entry['model']})"):
+                wave_recovery = PRETRAINED_RECOVERY[entry["model"]](**entry.get("kwargs", {}))
             stages.remove("recovery")
         models = {stage: load_stage(release_dir, stage, device) for stage in stages}
-        pipeline = cls(models, specs, AudioConfig.from_dict(plain(config["audio"])),
-                       wave_recovery=wave_recovery)
+        with config_errors(release_dir, "pipeline settings"):
+            pipeline = cls(models, specs, audio, wave_recovery=wave_recovery)
         return pipeline.to(device)
 
     def save_pretrained(self, release_dir: str | Path) -> Path:
