@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from hireslm.release import combine_releases, load_release_config, read_meta, store_half
+from hireslm.fileio import file_sha256
+from hireslm.models.recovery import PRETRAINED_RECOVERY
+from hireslm.release import (
+    combine_releases,
+    load_release_config,
+    read_meta,
+    recorded_sha256,
+    store_half,
+    weights_path,
+)
 from hireslm.training.adapters import merge_adapter
 
 STAGE_NAMES = ("recovery", "vae", "dit", "vocoder")
@@ -22,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         combine.add_argument(f"--{stage}", metavar="DIR", help=f"release holding the {stage}")
     combine.add_argument("--fp16", nargs="+", default=[], choices=STAGE_NAMES, metavar="STAGE",
                          help="store these stages' weights as float16 (half the size)")
-    show = sub.add_parser("show", help="print a release's config and per-stage metadata")
+    show = sub.add_parser("show", help="print a release's config, per-stage metadata and "
+                                       "whether each weights file matches its sha256 "
+                                       "(exit 1 if one is missing or changed)")
     show.add_argument("release_dir")
     merge = sub.add_parser("merge-lora", help="merge a LoRA adapter folder (run_dir/adapter) "
                                               "into its base release, as a new release")
@@ -49,4 +61,27 @@ def run(args: argparse.Namespace) -> int:
     config = load_release_config(args.release_dir)
     print(OmegaConf.to_yaml(config))
     print(json.dumps(read_meta(args.release_dir), indent=2, sort_keys=True))
-    return 0
+    status = weights_status(args.release_dir)
+    for stage, state in status.items():
+        print(f"weights {stage}: {state}")
+    return 1 if {"missing", "changed"} & set(status.values()) else 0
+
+
+def weights_status(release_dir: str | os.PathLike) -> dict[str, str]:
+    """Stage -> how its weights stand against ``meta.json``: ``ok`` (the sha256 matches),
+    ``changed`` (it does not), ``unverified`` (no sha256 recorded), ``missing`` (no file) or
+    ``pretrained`` (the weights ship with a library, not the release)."""
+    config = load_release_config(release_dir)
+    status = {}
+    for stage in (str(key) for key in config if key != "audio"):
+        entry = config[stage]
+        if isinstance(entry, DictConfig) and entry.get("model") in PRETRAINED_RECOVERY:
+            status[stage] = "pretrained"
+        elif not weights_path(release_dir, stage).is_file():
+            status[stage] = "missing"
+        elif (recorded := recorded_sha256(release_dir, stage)) is None:
+            status[stage] = "unverified"
+        else:
+            found = file_sha256(weights_path(release_dir, stage))
+            status[stage] = "ok" if found == recorded else "changed"
+    return status
