@@ -302,6 +302,16 @@ def combine_releases(out_dir: str | os.PathLike, **sources: str | os.PathLike) -
             )
         audio = source_audio
         entries[stage] = (Path(source), OmegaConf.to_container(config[stage]))
+    # A DiT only works on latents scaled as in its training: refuse a VAE with another scale.
+    merged = {**_read_config(out_dir), **{s: entry for s, (_, entry) in entries.items()}}
+    trained_on = merged.get("dit", {}).get("vae_latent_scale")
+    vae_scale = merged.get("vae", {}).get("latent_scale")
+    if trained_on is not None and vae_scale is not None and (
+            abs(float(trained_on) - float(vae_scale)) > 1e-6 * abs(float(vae_scale))):
+        raise ReleaseError(
+            f"the DiT was trained on latents scaled by {float(trained_on):.6g}, but the VAE's "
+            f"latent_scale is {float(vae_scale):.6g}: combine the DiT with the VAE release it "
+            "was trained on (its dit.vae_release), or retrain the DiT on this VAE")
     out_dir.mkdir(parents=True, exist_ok=True)
     config = _read_config(out_dir)
     info = _read_meta(out_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
 
 logger = logging.getLogger(__name__)
+
+# The epoch whose crops measure the latent scale, whatever epoch training has reached.
+SCALE_EPOCH = 0
 
 
 class VAEStage(StageBase):
@@ -116,10 +120,17 @@ def measure_latent_scale(vae: torch.nn.Module, mel: LogMelSpectrogram, dataset: 
                          num_batches: int, batch_size: int, device: torch.device) -> float:
     """``1 / std`` of the posterior means of clean training mels (what the DiT trains on).
 
-    Uses a plain, unsharded loader so it can run on the main process alone.
+    Measured on the first ``num_batches`` items of ``dataset`` as drawn in epoch
+    ``SCALE_EPOCH`` (a copy of a dataset with ``set_epoch`` is used; ``dataset`` keeps its
+    epoch), so the same weights always export the same scale, at whatever epoch training ends
+    or a finished run is exported again. Uses a plain, unsharded loader so it can run on the
+    main process alone.
     """
     was_training = vae.training
     vae.eval()
+    if hasattr(dataset, "set_epoch"):
+        dataset = copy.copy(dataset)
+        dataset.set_epoch(SCALE_EPOCH)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     total, total_sq, count = 0.0, 0.0, 0
     for index, batch in enumerate(loader):
