@@ -29,6 +29,7 @@ from hireslm.training import NonFiniteLossError, fit
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.ema import EMA
 from hireslm.training.latents import LatentCacheDataset, cache_from_config
+from hireslm.training.resume_state import load_loop_state
 from hireslm.training.schedules import lr_factor
 from hireslm.training.stages import STAGES
 from hireslm.training.tracking import read_metrics
@@ -101,7 +102,7 @@ def test_vae_loss_falls_on_fixed_batch_and_release_holds_ema(tmp_path, librivox_
     # The exported weights are the EMA shadow saved in the final checkpoint.
     (step, ckpt), = list_checkpoints(run)
     assert step == 30
-    ema_state = torch.load(ckpt / "custom_checkpoint_1.pkl", weights_only=False)
+    ema_state = load_loop_state(ckpt)["emas"]["vae"]
     exported = load_file(str(release / "vae.safetensors"))
     for key, value in exported.items():
         assert torch.allclose(value, ema_state["shadow"][key]), key
@@ -190,22 +191,29 @@ def test_resume_reproduces_uninterrupted_run(tmp_path) -> None:
         str(b / "model.safetensors"))
     for key in weights_a:
         assert torch.equal(weights_a[key], weights_b[key]), key
-    opt_a = torch.load(a / "optimizer.bin", weights_only=False)
-    opt_b = torch.load(b / "optimizer.bin", weights_only=False)
+    opt_a = torch.load(a / "optimizer.bin", weights_only=True)
+    opt_b = torch.load(b / "optimizer.bin", weights_only=True)
     assert opt_a["param_groups"] == opt_b["param_groups"]
     for index, state in opt_a["state"].items():
         for name, value in state.items():
             assert torch.equal(value, opt_b["state"][index][name]), (index, name)
-    for name in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "custom_checkpoint_2.pkl"):
-        left = torch.load(a / name, weights_only=False)
-        right = torch.load(b / name, weights_only=False)
-        assert _state_equal(left, right), name
-    assert torch.load(b / "custom_checkpoint_2.pkl", weights_only=False)["step"] == 6
+    # Schedulers, EMA, step, and every RNG (global and the stages' generator).
+    assert _state_equal(load_loop_state(a), load_loop_state(b))
+    assert load_loop_state(b)["step"] == 6
+    rng_a, rng_b = load_file(str(a / "rng_rank0.safetensors")), load_file(
+        str(b / "rng_rank0.safetensors"))
+    assert {"python", "numpy", "torch", "generator"} <= set(rng_a)
+    # The global torch RNG is not compared: each data-loader iterator draws its base seed from
+    # it, and a resumed run starts one more iterator (the weights above show it does not matter).
+    assert all(torch.equal(rng_a[k], rng_b[k]) for k in ("python", "numpy", "generator"))
+    assert not list(b.glob("*.pkl"))
 
 
 def _state_equal(left, right) -> bool:
     if isinstance(left, dict):
         return left.keys() == right.keys() and all(_state_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(_state_equal, left, right))
     if torch.is_tensor(left):
         return torch.equal(left, right)
     return left == right
@@ -252,9 +260,11 @@ def test_two_process_run_keeps_ranks_identical(tmp_path) -> None:
     assert hashes[0] == hashes[1]
     (step, ckpt), = list_checkpoints(run)
     assert step == 4
-    # accelerate keeps one RNG state per rank; everything else comes from rank 0 alone.
-    assert sorted(p.name for p in ckpt.glob("random_states_*")) == [
-        "random_states_0.pkl", "random_states_1.pkl"]
+    # One RNG state per rank; everything else comes from rank 0 alone. No pickles but the
+    # optimizer's (loaded with weights_only=True).
+    assert sorted(p.name for p in ckpt.glob("rng_rank*")) == [
+        "rng_rank0.safetensors", "rng_rank1.safetensors"]
+    assert not list(ckpt.glob("*.pkl"))
     rows = read_metrics(run)
     assert [r["step"] for r in rows if "train/loss" in r] == [4]
     assert load_stage(run / "release", "vae") is not None
@@ -281,7 +291,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     run = tmp_path / "killed"
     cmd = [sys.executable, str(REPO / "train" / "train_vae.py"), "--config",
            str(CONFIGS / "vae" / "debug.yaml"), f"run_dir={run}", "train.ckpt_every=2",
-           "train.val_every=0", "data.chain=null"]
+           "train.log_every=1", "train.val_every=0", "data.chain=null"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd + ["train.max_steps=100000"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -303,6 +313,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert list_checkpoints(run)[-1][0] == killed_at + 2
     assert not list((run / "checkpoints").glob(".*"))
     assert (run / "release" / "vae.safetensors").is_file()
+    # What the killed process logged after its last checkpoint is not kept twice.
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, killed_at + 3))
 
 
 def test_trackers_log_scalars_audio_and_spectrograms_offline(tmp_path, monkeypatch) -> None:
@@ -362,7 +374,7 @@ def test_gradient_accumulation_counts_optimizer_updates(tmp_path) -> None:
                               "train.log_every=1", "train.val_every=0", "train.ckpt_every=2",
                               "data.chain=null"))
     (step, ckpt), = list_checkpoints(run)
-    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=False)
+    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=True)
     assert step == 2 and float(optimizer["state"][0]["step"]) == 2.0
     rows = [r for r in read_metrics(run) if "train/loss" in r]
     # 3 micro-batches of 2 per update.
@@ -411,7 +423,7 @@ def test_lora_fine_tune_trains_adapters_and_exports_merged_plain_weights(
     assert all(torch.equal(before[k], after[k]) for k in before if k not in adapted)
     assert load_stage(tuned, "dit") is not None
     (_, ckpt), = list_checkpoints(run)
-    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=False)
+    optimizer = torch.load(ckpt / "optimizer.bin", weights_only=True)
     assert len(optimizer["state"]) == 4  # lora_A and lora_B of qkv and proj, one block
 
 

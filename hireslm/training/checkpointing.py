@@ -3,7 +3,12 @@
 A checkpoint is written into a hidden temporary folder and renamed into place once complete,
 so a crash mid-save never leaves a folder that looks like a finished checkpoint. Only the
 main process creates, renames and prunes folders; every rank writes its own RNG state into
-the shared temporary folder because accelerate saves one per process.
+the shared temporary folder.
+
+accelerate saves the models and optimizers; the loop's own state (``write_state``) goes in
+beside them as JSON and safetensors (``hireslm.training.resume_state``). accelerate's per-rank
+``random_states_*.pkl`` are deleted once written: the loop keeps those states itself, so a
+checkpoint holds no pickle but the optimizers' (loaded with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -54,10 +60,12 @@ def remove_partial(run_dir: str | os.PathLike) -> None:
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: str | os.PathLike, step: int,
-                    keep_last: int) -> Path:
-    """Save the full training state at ``step`` atomically and keep the newest ``keep_last``.
+                    keep_last: int, write_state: Callable[[Path], None] | None = None) -> Path:
+    """Save the full training state at ``step`` atomically and keep the newest ``keep_last``
+    (``keep_last <= 0``: prune nothing).
 
-    Must be called on every process (accelerate gathers per-rank RNG states).
+    Must be called on every process; each calls ``write_state(folder)`` after accelerate's
+    save (it writes the loop's state: per-rank files on every rank, shared ones on the main).
     """
     root = Path(run_dir) / CHECKPOINT_DIR
     final = root / checkpoint_name(step)
@@ -68,8 +76,12 @@ def save_checkpoint(accelerator: Accelerator, run_dir: str | os.PathLike, step: 
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    if write_state is not None:
+        write_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for pickled in tmp.glob("random_states_*.pkl"):
+            pickled.unlink()
         if final.exists():  # same step saved twice (e.g. the divergence guard right after a save)
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -84,6 +84,10 @@ class EMA:
         missing = set(self.shadow) ^ set(state["shadow"])
         if missing:
             raise KeyError(f"EMA state does not match the model: {sorted(missing)[:5]}")
+        wrong = [name for name, value in state["shadow"].items()
+                 if tuple(value.shape) != tuple(self.shadow[name].shape)]
+        if wrong:
+            raise ValueError(f"EMA state has other shapes than the model: {wrong[:5]}")
         self.decay = float(state["decay"])
         self.warmup_steps = int(state["warmup_steps"])
         self.num_updates = int(state["num_updates"])

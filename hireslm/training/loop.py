@@ -9,10 +9,12 @@ divergence guard and the final export of the EMA weights into a release folder.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import pickle
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,24 @@ from hireslm.training.checkpointing import latest_checkpoint, remove_partial, sa
 from hireslm.training.early_stopping import EarlyStopping
 from hireslm.training.ema import EMA
 from hireslm.training.finetune import inherit_from_release
-from hireslm.training.schedules import build_scheduler
+from hireslm.training.resume_state import (
+    CheckpointError,
+    load_loop_state,
+    load_rng_state,
+    refuse_pickled_state,
+    save_loop_state,
+    save_rng_state,
+)
+from hireslm.training.schedules import build_scheduler, rebase_scheduler
 from hireslm.training.small_data import plan_max_steps
-from hireslm.training.stage import NonFiniteLossError, Stage, TrainingParts
-from hireslm.training.tracking import init_trackers, log_media, log_scalars, tracker_names
+from hireslm.training.stage import NonFiniteLossError, NonFiniteWeightsError, Stage, TrainingParts
+from hireslm.training.tracking import (
+    init_trackers,
+    log_media,
+    log_scalars,
+    tracker_names,
+    truncate_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +56,7 @@ EARLY_STOPPING_FILE = "early_stopping.json"
 
 
 class TrainState:
-    """The step counter and the stages' own random generator, checkpointed with the rest.
+    """The step counter and this rank's generator for the stages, checkpointed with the rest.
 
     Stage randomness (posterior samples, diffusion noise and timesteps) draws from
     ``generator`` rather than the global RNG, whose position also depends on when data-loader
@@ -51,13 +67,6 @@ class TrainState:
         self.step = 0
         self.generator = generator
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        self.generator.set_state(state["generator"])
-
 
 def fit(stage: Stage, cfg: DictConfig) -> Path:
     """Train ``stage`` per ``cfg`` (resuming from the run's latest checkpoint) and export.
@@ -67,7 +76,9 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     Returns the release folder holding the exported EMA weights: those of the last step, or
     with ``train.early_stopping`` those of the best validation (the run stops once the metric
     has not improved for ``patience`` validations).
-    Raises ``NonFiniteLossError`` (after saving the last good state) if the loss diverges.
+    Raises ``NonFiniteLossError`` if the loss diverges, after saving the state as a checkpoint
+    when it is still finite (``NonFiniteWeightsError``, nothing saved, when it is not).
+    Raises ``CheckpointError`` when the run's latest checkpoint cannot be resumed safely.
     """
     cfg = inherit_from_release(cfg)
     train = cfg.train
@@ -101,23 +112,24 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     generator.manual_seed(int(cfg.get("seed", 0)) * 1000 + accelerator.process_index)
     stage.generator = generator
     state = TrainState(generator)
-    accelerator.register_for_checkpointing(state)
-    if stopper is not None:
-        accelerator.register_for_checkpointing(stopper)
 
     latest = latest_checkpoint(run_dir)
     if latest is not None:
-        accelerator.load_state(str(latest[1]))
+        _resume(accelerator, latest[1], state, parts, emas, stopper)
         logger.info("resumed from %s at step %d", latest[1], state.step)
+    if accelerator.is_main_process:
+        truncate_metrics(run_dir, state.step)
     init_trackers(accelerator, cfg, run_dir)
 
     release_dir = Path(train.get("export_dir") or run_dir / RELEASE_DIR)
     try:
         _train(accelerator, stage, parts, emas, state, cfg, run_dir, max_steps,
                stopper, release_dir)
-    except NonFiniteLossError:
-        logger.error("loss diverged at step %d; saving the last good state", state.step)
-        save_checkpoint(accelerator, run_dir, state.step, int(train.get("keep_last", 3)))
+    except NonFiniteLossError as error:
+        # keep_last=0: a state saved while diverging never prunes the checkpoints before it.
+        saved = None if isinstance(error, NonFiniteWeightsError) else _checkpoint(
+            accelerator, run_dir, state, parts, emas, stopper, keep_last=0)
+        _report_divergence(run_dir, state.step, saved)
         accelerator.end_training()
         raise
 
@@ -166,15 +178,133 @@ def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig,
             min_ratio=float(train.get("min_lr_ratio", 0.0)),
         )
         parts.schedulers[name] = scheduler
-        accelerator.register_for_checkpointing(scheduler)
-    emas = {}
-    for name in parts.ema_models:
-        ema = EMA(accelerator.unwrap_model(parts.models[name]),
-                  decay=float(train.get("ema_decay", 0.999)),
-                  warmup_steps=int(train.get("ema_warmup", 0)))
-        accelerator.register_for_checkpointing(ema)
-        emas[name] = ema
-    return emas
+    return {name: EMA(accelerator.unwrap_model(parts.models[name]),
+                      decay=float(train.get("ema_decay", 0.999)),
+                      warmup_steps=int(train.get("ema_warmup", 0)))
+            for name in parts.ema_models}
+
+
+def _resume(accelerator: Accelerator, folder: Path, state: TrainState, parts: TrainingParts,
+            emas: dict[str, EMA], stopper: EarlyStopping | None) -> None:
+    """Load checkpoint ``folder`` into the prepared parts and the loop's state.
+
+    Nothing that can run code is unpickled: accelerate loads the models from safetensors and
+    the optimizers with ``weights_only=True``; the loop's state comes from JSON/safetensors.
+    The base LRs then follow the config again, so a run resumed with another ``optim.lr``
+    trains with it from here on (the schedule keeps its position).
+    """
+    refuse_pickled_state(folder)
+    configured = {name: list(scheduler.base_lrs) for name, scheduler in parts.schedulers.items()}
+    try:
+        accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {folder}: a state file is not plain tensor data and was not loaded "
+            f"(unpickling it could run code): {error}") from error
+    _apply_loop_state(load_loop_state(folder), folder, state, parts, emas, stopper)
+    load_rng_state(folder, accelerator.process_index, state.generator)
+    for name, scheduler in parts.schedulers.items():
+        for old, new in rebase_scheduler(scheduler, configured[name]):
+            logger.warning("optimizer '%s': base LR %.4g from the checkpoint -> %.4g from the "
+                           "config, from step %d on", name, old, new, state.step)
+
+
+def _apply_loop_state(loaded: dict[str, Any], folder: Path, state: TrainState,
+                      parts: TrainingParts, emas: dict[str, EMA],
+                      stopper: EarlyStopping | None) -> None:
+    """Restore the step, schedulers, EMAs and early stopping from ``_loop_state``'s output."""
+    try:
+        state.step = int(loaded["step"])
+        for name, scheduler in parts.schedulers.items():
+            expected = scheduler.state_dict()
+            saved = dict(loaded["schedulers"][name])
+            if set(saved) != set(expected):
+                raise KeyError(f"scheduler '{name}' state keys {sorted(saved)}")
+            saved["lr_lambdas"] = expected["lr_lambdas"]  # the lambdas come from the config
+            scheduler.load_state_dict(saved)
+        for name, ema in emas.items():
+            ema.load_state_dict(loaded["emas"][name])
+        if stopper is not None and loaded.get("early_stopping") is not None:
+            stopper.load_state_dict(loaded["early_stopping"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {folder}: its loop state does not match this run "
+                              f"({error})") from error
+
+
+def _loop_state(state: TrainState, parts: TrainingParts, emas: dict[str, EMA],
+                stopper: EarlyStopping | None) -> dict[str, Any]:
+    """Everything but models, optimizers and RNGs that a resumed run needs (same on all ranks)."""
+    return {
+        "step": state.step,
+        "schedulers": {name: s.state_dict() for name, s in parts.schedulers.items()},
+        "emas": {name: ema.state_dict() for name, ema in emas.items()},
+        "early_stopping": None if stopper is None else stopper.state_dict(),
+    }
+
+
+def _state_writer(accelerator: Accelerator, state: TrainState, parts: TrainingParts,
+                  emas: dict[str, EMA], stopper: EarlyStopping | None) -> Callable[[Path], None]:
+    """What ``save_checkpoint`` calls on every rank to add the loop's own state."""
+    def write(folder: Path) -> None:
+        save_rng_state(folder, accelerator.process_index, state.generator)
+        if accelerator.is_main_process:
+            save_loop_state(folder, _loop_state(state, parts, emas, stopper))
+    return write
+
+
+def _checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState,
+                parts: TrainingParts, emas: dict[str, EMA], stopper: EarlyStopping | None,
+                keep_last: int) -> Path | None:
+    """Save a checkpoint at the current step, unless any weight, EMA or optimizer state is
+    NaN/inf: then nothing is written (nor pruned) and None is returned."""
+    bad = _non_finite(accelerator, parts, emas)
+    if bad:
+        logger.error("step %d: %s hold NaN/inf values; not saving them as a checkpoint",
+                     state.step, ", ".join(bad))
+        return None
+    return save_checkpoint(accelerator, run_dir, state.step, keep_last,
+                           _state_writer(accelerator, state, parts, emas, stopper))
+
+
+def _non_finite(accelerator: Accelerator, parts: TrainingParts,
+                emas: dict[str, EMA]) -> list[str]:
+    """The models, EMAs and optimizers holding NaN/inf on any rank (same list on every rank)."""
+    groups: dict[str, Iterable[torch.Tensor]] = {}
+    for name, model in parts.models.items():
+        groups[f"model '{name}'"] = itertools.chain(model.parameters(), model.buffers())
+    for name, ema in emas.items():
+        groups[f"EMA of '{name}'"] = ema.shadow.values()
+    for name, optimizer in parts.optimizers.items():
+        groups[f"optimizer '{name}'"] = (value for entry in optimizer.state.values()
+                                         for value in entry.values() if torch.is_tensor(value))
+    flags = torch.tensor([0.0 if _all_finite(tensors) else 1.0 for tensors in groups.values()],
+                         device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(flags, reduction="sum")
+    return [name for name, flag in zip(groups, flags.tolist(), strict=True) if flag > 0]
+
+
+def _all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors
+               if t.is_floating_point() or t.is_complex())
+
+
+def _report_divergence(run_dir: Path, step: int, saved: Path | None) -> None:
+    """Say what was kept after a divergence and how to go on from it."""
+    advice = ("resume with a lower optim.lr (a changed optim.lr takes effect on resume) or "
+              "with train.grad_clip")
+    if saved is not None:
+        logger.error("training diverged at step %d; its state was still finite and is saved as "
+                     "%s: %s", step, saved, advice)
+        return
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        logger.error("training diverged at step %d with non-finite weights and no earlier "
+                     "checkpoint: start again with a lower optim.lr", step)
+    else:
+        logger.error("training diverged at step %d with non-finite weights, which were not "
+                     "saved; the last finite checkpoint is %s (step %d): %s", step, latest[1],
+                     latest[0], advice)
 
 
 def _batches(accelerator: Accelerator, loader: Any, first_epoch: int,
@@ -247,8 +377,11 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
             for module in models:
                 module.train()
         at_ckpt = bool(ckpt_every) and (state.step % ckpt_every == 0 or state.step == max_steps)
-        if at_ckpt or stop:
-            save_checkpoint(accelerator, run_dir, state.step, keep_last)
+        if (at_ckpt or stop) and _checkpoint(accelerator, run_dir, state, parts, emas, stopper,
+                                             keep_last) is None:
+            raise NonFiniteWeightsError(
+                f"the weights are not finite after step {state.step} (the loss still was); "
+                "lower the learning rate or enable grad_clip")
         if state.step >= max_steps or stop:
             break
 

@@ -45,3 +45,26 @@ def build_scheduler(
     return LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, decay, min_ratio)
     )
+
+
+def rebase_scheduler(scheduler: LambdaLR, base_lrs: list[float]) -> list[tuple[float, float]]:
+    """Give a restored ``scheduler`` new base learning rates (one per param group).
+
+    The schedule keeps its position; each group's current LR becomes
+    ``base_lr * lr_factor(position)``. Returns ``(old, new)`` base LRs of the groups that
+    changed (empty when none did).
+    """
+    if len(base_lrs) != len(scheduler.base_lrs):
+        raise ValueError(f"{len(base_lrs)} base LRs for {len(scheduler.base_lrs)} param groups")
+    changed = [(old, float(new)) for old, new in zip(scheduler.base_lrs, base_lrs, strict=True)
+               if old != new]
+    if not changed:
+        return []
+    scheduler.base_lrs = [float(lr) for lr in base_lrs]
+    current = [base * factor(scheduler.last_epoch)
+               for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, base, lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, current,
+                               strict=True):
+        group["initial_lr"], group["lr"] = base, lr
+    scheduler._last_lr = current
+    return changed

@@ -30,6 +30,10 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; training stops before the bad update is applied."""
 
 
+class NonFiniteWeightsError(NonFiniteLossError):
+    """Weights, EMA or optimizer state became NaN/inf (an update with a finite loss diverged)."""
+
+
 @dataclass
 class TrainingParts:
     """What ``Stage.build`` returns; the loop swaps in the prepared objects.

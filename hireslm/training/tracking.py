@@ -18,6 +18,8 @@ import numpy as np
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
+from hireslm.fileio import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 TRACKERS = ("wandb", "tensorboard")
@@ -69,6 +71,34 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: str | os.PathLike, step: int) -> int:
+    """Drop the rows of ``metrics.jsonl`` logged after ``step``, atomically.
+
+    A resumed run continues from its checkpoint's ``step`` and logs the later steps again, so
+    what an interrupted run logged after its last checkpoint (and a line cut short by a kill)
+    goes. Returns the number of rows dropped.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        logger.info("metrics.jsonl: dropped %d rows logged after step %d", len(lines) - len(kept),
+                    step)
+    return len(lines) - len(kept)
+
+
+def _step_of(line: str) -> int | None:
+    """The ``step`` of one ``metrics.jsonl`` line, None when it is not a complete row."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return int(row["step"]) if isinstance(row, dict) and "step" in row else None
 
 
 def log_media(accelerator: Accelerator, audio: Mapping[str, np.ndarray],
