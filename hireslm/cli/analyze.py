@@ -21,7 +21,7 @@ from typing import Any
 from hireslm.analysis import DiagnosisThresholds
 from hireslm.audio import audio_info
 from hireslm.audio.errors import AudioError
-from hireslm.audio.io import AUDIO_EXTENSIONS
+from hireslm.audiotree import TreeProblem, scan_audio
 from hireslm.fileio import atomic_path
 from hireslm.pipeline.source import analyse_file
 
@@ -34,27 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the JSONL report here (default: stdout)")
 
 
-def find_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given (any name), then each folder's audio files, recursively, sorted;
-    hidden files and folders are skipped. Duplicates are dropped, first one kept."""
+def find_inputs(inputs: list[Path]) -> tuple[list[Path], list[TreeProblem]]:
+    """Files as given (any name), then each folder's audio files (``hireslm.audiotree``
+    rules), with what the walk could not take. Repeats are dropped, the first one kept."""
     found: list[Path] = []
+    problems: list[TreeProblem] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(
-                path for path in item.rglob("*")
-                if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
-                and not any(part.startswith(".") for part in path.relative_to(item).parts)
-            )
+            tree = scan_audio(item)
+            found += [item / rel for rel in tree.files]
+            problems += tree.problems
         else:
             found.append(item)
-    seen: set[Path] = set()
-    unique = []
+    unique: dict[Path, Path] = {}
     for path in found:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(path)
-    return unique
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values()), problems
 
 
 def analyse_one(path: Path) -> dict[str, Any]:
@@ -72,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         logger.error("no such file or folder: %s", ", ".join(str(p) for p in missing))
         return 2
-    files = find_inputs(args.inputs)
-    if not files:
+    files, problems = find_inputs(args.inputs)
+    if not files and not problems:
         logger.error("no audio files found in %s", ", ".join(str(p) for p in args.inputs))
         return 1
     lines, failed, damage = [], 0, Counter()
-    for path in files:
-        record = analyse_one(path)
+    unreadable = [{"input": str(p.path), "status": "failed", "error": p.reason}
+                  for p in problems if p.lost]
+    for item in [*unreadable, *files]:
+        record = item if isinstance(item, dict) else analyse_one(item)
         failed += record["status"] == "failed"
         damage.update(record.get("damage", []))
         line = json.dumps(record, ensure_ascii=False) + "\n"
@@ -90,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         with atomic_path(args.output) as tmp:
             tmp.write_text("".join(lines), encoding="utf-8")
-    logger.info("analysed %d files, %d failed; damage found: %s%s", len(files), failed,
+    logger.info("analysed %d files, %d failed; damage found: %s%s",
+                len(files) + len(unreadable), failed,
                 dict(damage) or "none",
                 f"; report {args.output}" if args.output is not None else "")
     return 1 if failed else 0

@@ -22,8 +22,9 @@ import numpy as np
 import yaml
 
 from hireslm.audio.errors import AudioError
-from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio, save_audio
+from hireslm.audio.io import load_audio, save_audio
 from hireslm.audio.resample import resample
+from hireslm.audiotree import mirror_names, scan_audio
 from hireslm.data.chain import DegradationChain, check_param_names
 from hireslm.data.degradations import DEGRADATIONS
 from hireslm.fileio import write_jsonl_atomic
@@ -80,17 +81,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, AudioError) as exc:
         logger.error("%s", exc)
         return 1
-    inputs = find_inputs(clean_dir)
+    tree = scan_audio(clean_dir)
+    inputs = [clean_dir / rel for rel in tree.files]
     if not inputs:
         logger.error("%s: no audio files found", clean_dir)
         return 1
     outputs = output_paths(inputs, clean_dir, out_dir)
-    records, failures = [], 0
+    # What the walk could not take is reported like a file that failed.
+    records = [{"input": str(p.path), "error": p.reason} for p in tree.problems]
+    for record in records:
+        logger.error("%s: %s", record["input"], record["error"])
+    real_inputs = {path.resolve() for path in inputs}
     for source in inputs:
-        record = _degrade_file(source, clean_dir, outputs[source], set(inputs), chain, args,
-                               params)
-        failures += "error" in record
-        records.append(record)
+        records.append(_degrade_file(source, clean_dir, outputs[source], real_inputs, chain,
+                                     args, params))
+    failures = sum("error" in record for record in records)
     write_jsonl_atomic(out_dir / REPORT_NAME, records)
     logger.info("degraded %d of %d files into %s", len(records) - failures, len(records), out_dir)
     if failures:
@@ -164,29 +169,20 @@ def derive_seed(seed: int, relative_path: str) -> int:
 
 
 def find_inputs(root: Path) -> list[Path]:
-    """Audio files under ``root`` (recursive, hidden files skipped), sorted."""
-    found = [
-        path for path in root.rglob("*")
-        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
-        and not path.name.startswith(".")
-    ]
-    return sorted(path.resolve() for path in found)
+    """Audio files under ``root`` (``hireslm.audiotree`` rules), sorted; what the walk could
+    not take is logged."""
+    tree = scan_audio(root)
+    for problem in tree.problems:
+        logger.warning("%s: %s", problem.path, problem.reason)
+    return [root / rel for rel in tree.files]
 
 
 def output_paths(inputs: Sequence[Path], clean_dir: Path, out_dir: Path) -> dict[Path, Path]:
-    """Mirror each input under ``out_dir`` as ``.wav``; inputs sharing a stem keep their
-    suffix (``a.flac`` -> ``a.flac.wav``) so no two outputs collide."""
-    relatives = {path: path.relative_to(clean_dir) for path in inputs}
-    stems: dict[Path, int] = {}
-    for rel in relatives.values():
-        stems[rel.with_suffix("")] = stems.get(rel.with_suffix(""), 0) + 1
-    outputs = {}
-    for path, rel in relatives.items():
-        if stems[rel.with_suffix("")] > 1:
-            outputs[path] = out_dir / rel.parent / f"{rel.name}.wav"
-        else:
-            outputs[path] = out_dir / rel.with_suffix(".wav")
-    return outputs
+    """Mirror each input under ``out_dir`` as ``.wav``, named as ``hireslm restore`` names
+    its outputs (``hireslm.audiotree.mirror_names``), so no two outputs collide."""
+    relatives = [path.relative_to(clean_dir) for path in inputs]
+    names = mirror_names(relatives, ".wav")
+    return {path: out_dir / name for path, name in zip(inputs, names, strict=True)}
 
 
 def _resource_files(folder: Path | None, manifest: Path | None) -> list[Path]:

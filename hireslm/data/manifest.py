@@ -31,6 +31,7 @@ from hireslm.audio import (
     measure_loudness,
 )
 from hireslm.audio.io import AUDIO_EXTENSIONS
+from hireslm.audiotree import scan_audio
 from hireslm.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ SPEAKER_RULES: dict[str, Callable[[Path], str | None]] = {
 def find_audio_files(
     dirs: Sequence[str | os.PathLike], extensions: Sequence[str] = AUDIO_EXTENSIONS
 ) -> list[Path]:
-    """All files under ``dirs`` (recursively) whose suffix is in ``extensions``, sorted.
+    """All files under ``dirs`` (``hireslm.audiotree`` rules) whose suffix is in ``extensions``,
+    resolved and sorted; what the walk could not take is logged.
 
     Raises:
         FileNotFoundError: a directory does not exist.
@@ -81,10 +83,10 @@ def find_audio_files(
         root = Path(d)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a directory")
-        for dirpath, _, filenames in os.walk(root, followlinks=True):
-            for name in filenames:
-                if Path(name).suffix.lower() in wanted and not name.startswith("."):
-                    found.add(Path(dirpath, name).resolve())
+        tree = scan_audio(root, extensions=wanted)
+        for problem in tree.problems:
+            logger.warning("%s: %s", problem.path, problem.reason)
+        found.update((root / rel).resolve() for rel in tree.files)
     return sorted(found)
 
 

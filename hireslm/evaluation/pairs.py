@@ -3,23 +3,23 @@
 Files pair by relative path, whatever their audio extension: ``ref/a/b.flac`` pairs with
 ``est/a/b.wav``. Where two references share a stem (``b.flac``, ``b.mp3``) each keeps its
 full name, so ``est/a/b.flac.wav`` pairs with ``ref/a/b.flac``: the naming ``hireslm
-restore`` and ``hireslm degrade`` use for such files. Alignment is never searched: a restored
-file must be sample-aligned with its reference.
+restore`` and ``hireslm degrade`` use for such files (``hireslm.audiotree.mirror_names``).
+Alignment is never searched: a restored file must be sample-aligned with its reference.
 """
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hireslm.audio.errors import AudioError
-from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio
+from hireslm.audio.io import load_audio
 from hireslm.audio.resample import resample
+from hireslm.audiotree import output_key, reference_keys, scan_audio
 
 CHANNEL_MODES = ("mix", "each")
 ALL = "all"  # the group of every file when there is no grouping
@@ -65,33 +65,9 @@ class LoadedPair:
 
 
 def find_audio(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
-    """Audio files under ``root`` (recursive; hidden files and ``exclude`` trees skipped),
-    sorted, as paths relative to ``root``."""
-    excluded = [Path(p).resolve() for p in exclude]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and (here / d).resolve() not in excluded
-        )
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                found.append((here / name).relative_to(root))
-    return sorted(found)
-
-
-def _strip(rel: Path) -> str:
-    return rel.with_suffix("").as_posix()
-
-
-def reference_keys(relatives: Sequence[Path]) -> dict[str, Path]:
-    """Key each reference by its path without extension, or with it where stems collide."""
-    stems: dict[str, int] = defaultdict(int)
-    for rel in relatives:
-        stems[_strip(rel)] += 1
-    return {(_strip(rel) if stems[_strip(rel)] == 1 else rel.as_posix()): rel
-            for rel in relatives}
+    """Audio files under ``root`` as paths relative to it, sorted (``hireslm.audiotree``
+    rules; ``exclude`` trees skipped)."""
+    return scan_audio(root, exclude).files
 
 
 def match_tree(
@@ -106,7 +82,7 @@ def match_tree(
     refs = reference_keys(find_audio(ref_dir, exclude))
     estimates: dict[str, list[Path]] = defaultdict(list)
     for rel in find_audio(est_dir, exclude):
-        estimates[_strip(rel)].append(rel)
+        estimates[output_key(rel)].append(rel)
     pairs, used = [], set()
     for key, rel in sorted(refs.items()):
         found = estimates.get(key, [])
