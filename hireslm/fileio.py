@@ -76,8 +76,8 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
-    """Write one JSON object per line atomically."""
+    """Write one JSON object per line (UTF-8, not escaped) atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return Path(path)

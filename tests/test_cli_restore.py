@@ -89,10 +89,11 @@ def test_restores_an_archive_and_reports_bad_files(release, tmp_path):
     assert not list(out.rglob("*.part"))
 
 
-def test_refuses_output_inside_input(release, tmp_path):
+def test_refuses_output_inside_input(release, tmp_path, caplog):
     save_audio(tmp_path / "x.wav", _speech(16000, 0.5), 16000)
-    with pytest.raises(ValueError, match="inside input folder"):
-        main(["restore", str(tmp_path), "-o", str(tmp_path / "out"), "--checkpoint", str(release)])
+    assert main(["restore", str(tmp_path), "-o", str(tmp_path / "out"),
+                 "--checkpoint", str(release)]) == 2
+    assert "inside input folder" in caplog.text and not (tmp_path / "out").exists()
 
 
 def test_strength_flag_reaches_the_sampler(release, tmp_path, capsys):

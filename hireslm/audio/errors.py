@@ -21,3 +21,7 @@ class NonFiniteAudioError(AudioError):
 
 class SilentAudioError(AudioError):
     """The audio is digital silence (every sample below the silence threshold)."""
+
+
+class UnsupportedAudioError(AudioError):
+    """The audio is readable but outside what hireslm restores (sample rate, level)."""

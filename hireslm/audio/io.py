@@ -7,6 +7,7 @@ MP3, AIFF and more. Arrays are ``(C, N)`` float32 numpy arrays throughout hiresl
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from hireslm.audio.errors import (
     NonFiniteAudioError,
     SilentAudioError,
     UnreadableAudioError,
+    UnsupportedAudioError,
 )
 from hireslm.fileio import atomic_path
 
@@ -27,6 +29,9 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64",
      ".caf", ".au", ".snd"}
 )
+# Sample rates hireslm restores from; outside them a header is more likely wrong than real
+# (a 1 Hz header turns 20 frames into 20 s of output).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise floor
 
 # soundfile subtypes by user-facing name.
@@ -39,6 +44,34 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         return sf.info(str(path))
     except Exception as exc:  # libsndfile raises several types for bad files
         raise UnreadableAudioError(f"{path}: cannot read audio header ({exc})") from exc
+
+
+def check_sample_rate(sample_rate: int, *, source: str = "audio") -> None:
+    """Raise ``UnsupportedAudioError`` for a rate outside 8-192 kHz."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise UnsupportedAudioError(
+            f"{source}: sample rate {sample_rate} Hz is outside the {MIN_SAMPLE_RATE}-"
+            f"{MAX_SAMPLE_RATE} Hz hireslm restores (a damaged header?)")
+
+
+def header_shortfall(info: sf._SoundFileInfo) -> str | None:
+    """Why a file holds less audio than its header announces (a copy cut short), or None.
+
+    libsndfile reads what is there and notes the shortfall in its log (``data : 144000
+    (should be 71978)``), which is where it is found.
+    """
+    match = _SHOULD_BE.search(getattr(info, "extra_info", "") or "")
+    if match is None:
+        return None
+    announced, present = int(match.group(1)), int(match.group(2))
+    if present >= announced:
+        return None
+    return (f"the file holds {present} of the {announced} audio bytes its header announces "
+            f"({100 * present / announced:.0f}%): a truncated copy? Only what is there was "
+            "restored")
+
+
+_SHOULD_BE = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarray, int]:
@@ -130,12 +163,14 @@ def atomic_audio_writer(
     *,
     subtype: str | None = None,
     format: str | None = None,
+    comment: str | None = None,
 ) -> Iterator[sf.SoundFile]:
     """Open a ``soundfile.SoundFile`` on a temp file beside ``path``; rename it into place
     when the block exits cleanly, delete it otherwise.
 
     A reader never sees a half-written file, and a killed writer leaves nothing at ``path``.
-    Write ``(n, C)`` frames to the yielded handle.
+    Write ``(n, C)`` frames to the yielded handle. ``comment`` fills the file's comment tag
+    (WAV, FLAC, OGG; set before any audio, as FLAC requires).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +181,8 @@ def atomic_audio_writer(
     with atomic_path(path) as tmp, sf.SoundFile(
         tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt
     ) as handle:
+        if comment is not None:
+            handle.comment = comment
         yield handle
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -17,16 +18,13 @@ from tqdm import tqdm
 from hireslm.audio import audio_info
 from hireslm.audio.errors import AudioError
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
-from hireslm.pipeline.batch import (
-    REPORT_NAME,
-    ReportWriter,
-    merge_reports,
-    plan_jobs,
-    release_hash,
-    run_jobs,
-    shard_jobs,
-)
+from hireslm.pipeline.batch import existing_outputs, release_hash, report_unplanned, run_jobs
+from hireslm.pipeline.lock import OutputFolderLock, OutputFolderLockedError
 from hireslm.pipeline.options import KEEP_MODES
+from hireslm.pipeline.plan import Plan, plan_jobs, shard_jobs
+from hireslm.pipeline.provenance import make_provenance
+from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, part_name
+from hireslm.release import ReleaseError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="wav")
     parser.add_argument("--bit-depth", choices=["16", "24", "float"], default="24")
     parser.add_argument("--force", action="store_true",
-                        help="redo files whose output already exists")
+                        help="redo files whose output already exists, also those made by "
+                        "another release or other settings")
     parser.add_argument("--dry-run", action="store_true", help="list what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -75,16 +74,32 @@ def _strength(text: str) -> float:
     return value
 
 
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+
 def run(args: argparse.Namespace) -> int:
+    """Restore; 0 when every file is done, 1 when any failed, 2 for a usage error."""
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    jobs = plan_jobs(args.inputs, args.output_dir, suffix=OUTPUT_FORMATS[args.format])
-    if not jobs:
+    try:
+        plan = plan_jobs(args.inputs, args.output_dir, suffix=OUTPUT_FORMATS[args.format])
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    if not plan.jobs and not plan.unplanned:
         logger.error("no audio files found in %s", [str(p) for p in args.inputs])
         return 1
     if args.dry_run:
-        return _dry_run(jobs, args.force)
+        return _dry_run(plan, args.force)
+    try:
+        with OutputFolderLock(args.output_dir, rank):
+            return _restore(args, plan, rank, world_size)
+    except (OutputFolderLockedError, ReleaseError) as exc:
+        logger.error("%s", exc)
+        return 2
 
+
+def _restore(args: argparse.Namespace, plan: Plan, rank: int, world_size: int) -> int:
     state = _distributed_state(world_size)
     device = args.device or _default_device(state)
     pipeline = RestorationPipeline.from_pretrained(args.checkpoint, device=device)
@@ -94,19 +109,23 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep,
     )
     pipeline.check_options(options)
-    mine = shard_jobs(jobs, rank, world_size)
-    report_name = REPORT_NAME if world_size == 1 else f"restore_report.rank{rank}.jsonl"
-    report = ReportWriter(args.output_dir / report_name)
+    subtype = SUBTYPES[args.bit_depth]
+    provenance = make_provenance(
+        release_hash(args.checkpoint), options, default_steps=pipeline.default_steps,
+        default_scheduler=pipeline.default_scheduler, subtype=subtype)
+    mine = shard_jobs(plan.jobs, rank, world_size)
+    report = ReportWriter(args.output_dir / (REPORT_NAME if world_size == 1 else part_name(rank)))
     logger.info("process %d/%d: %d of %d files, checkpoint %s, device %s",
-                rank, world_size, len(mine), len(jobs), args.checkpoint, device)
-    todo = [job for job in mine if args.force or not job.output.exists()]
+                rank, world_size, len(mine), len(plan.jobs), args.checkpoint, device)
+    counts = report_unplanned(plan.unplanned, report, rank) if rank == 0 else Counter()
+    existing = existing_outputs(mine, provenance, args.force)
+    todo = [job for job in mine if existing[job].state in ("missing", "redo")]
     with tqdm(total=_total_seconds(todo), unit="s", desc=f"restoring [{rank}]",
               bar_format=PROGRESS_FORMAT, disable=args.no_progress or rank != 0,
               dynamic_ncols=True) as bar:
-        counts = run_jobs(
-            pipeline, mine, options, report, checkpoint_hash=release_hash(args.checkpoint),
-            subtype={"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bit_depth],
-            force=args.force, process_index=rank,
+        counts += run_jobs(
+            pipeline, mine, options, report, provenance=provenance, existing=existing,
+            subtype=subtype, process_index=rank,
             # Header durations can be a little short (MP3): never run past the total.
             on_progress=lambda seconds: bar.update(min(seconds, bar.total - bar.n)),
         )
@@ -123,9 +142,12 @@ PROGRESS_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of a
                    "[{elapsed}<{remaining}, {rate_fmt}]")
 
 
-def _dry_run(jobs, force: bool) -> int:
-    for job in jobs:
-        action = "skip (done)" if job.output.exists() and not force else "restore"
+def _dry_run(plan: Plan, force: bool) -> int:
+    for item in plan.unplanned:
+        print(f"{item.status}\t{item.input}\t{item.reason}")
+    # Only presence is checked here: a dry run reads no release to compare outputs with.
+    for job in plan.jobs:
+        action = "skip (exists)" if job.output.exists() and not force else "restore"
         print(f"{action}\t{job.input}\t{job.output}")
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,10 +13,9 @@ import numpy as np
 from hireslm.audio import atomic_audio_writer, loudness_gain_db
 from hireslm.pipeline.gate import GateStats
 from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
+from hireslm.pipeline.output_check import OutputCheck
 from hireslm.pipeline.pipeline import RestorationPipeline
 from hireslm.pipeline.source import BLOCK_SECONDS, analyse_file, file_blocks_48k
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +28,7 @@ class FileResult:
     output_frames: int
     gain_db: float
     seconds: float
+    silent: bool = False
     warnings: list[str] = field(default_factory=list)
     analysis: list[dict[str, Any]] = field(default_factory=list)
     treatment: dict[str, Any] | None = None
@@ -47,16 +46,21 @@ def restore_file(
     *,
     subtype: str = "PCM_24",
     on_progress: Callable[[float], None] | None = None,
+    comment: str | None = None,
 ) -> FileResult:
     """Restore ``input_path`` into ``output_path`` (48 kHz, channels kept, exact duration).
 
     The input is read twice in blocks (analysis, then restoration) and the output written
     through a temp file renamed into place at the end, so memory does not grow with the
     file's length and an interrupted run leaves no partial output. Digital silence is
-    written as silence with a warning. ``on_progress(seconds)`` reports input seconds done.
+    written as silence with a warning. ``on_progress(seconds)`` reports input seconds done;
+    ``comment`` goes into the output's comment tag (what made it).
 
     Raises:
-        UnreadableAudioError, EmptyAudioError, NonFiniteAudioError: before anything is written.
+        UnreadableAudioError, EmptyAudioError, NonFiniteAudioError, UnsupportedAudioError:
+            before anything is written.
+        BadOutputError: the models' output is not finite or not at a sane level; nothing is
+            written.
         ValueError: when the output would overwrite the input.
     """
     input_path, output_path = Path(input_path), Path(output_path)
@@ -65,15 +69,15 @@ def restore_file(
     start = time.perf_counter()
     sr = pipeline.audio.sample_rate
     analysis = analyse_file(input_path, sr)
-    warnings: list[str] = []
+    warnings = list(analysis.warnings)
     gain_db = loudness_gain_db(analysis.loudness_lufs, options.target_lufs)
     report = (lambda n: on_progress(n / sr)) if on_progress else None
     treatment = None
     gate = GateStats()
-    with atomic_audio_writer(output_path, sr, analysis.channels, subtype=subtype) as out:
+    with atomic_audio_writer(output_path, sr, analysis.channels, subtype=subtype,
+                             comment=comment) as out:
         if analysis.is_silent:
             warnings.append("input is digital silence; wrote silence")
-            logger.warning("%s: digital silence; writing silence", input_path)
             for start_frame in range(0, analysis.frames_48k, int(BLOCK_SECONDS * sr)):
                 n = min(int(BLOCK_SECONDS * sr), analysis.frames_48k - start_frame)
                 out.write(np.zeros((n, analysis.channels), dtype=np.float32))
@@ -81,12 +85,15 @@ def restore_file(
                     report(n)
         else:
             treatment = pipeline.decide(list(analysis.channel_analysis), options)
+            check = OutputCheck()
             blocks = pipeline.restore_stream(
-                file_blocks_48k(input_path, sr), analysis.frames_48k, analysis.channels,
-                gain_db, options, treatment, on_chunk=report, gate_stats=gate,
+                check.watch_input(file_blocks_48k(input_path, sr)), analysis.frames_48k,
+                analysis.channels, gain_db, options, treatment, on_chunk=report,
+                gate_stats=gate,
             )
-            for block in blocks:
+            for block in check.watch_output(blocks, sr):
                 out.write(block.T)
+            check.finish()
     return FileResult(
         input_sample_rate=analysis.sample_rate,
         channels=analysis.channels,
@@ -94,6 +101,7 @@ def restore_file(
         output_frames=analysis.frames_48k,
         gain_db=gain_db,
         seconds=time.perf_counter() - start,
+        silent=analysis.is_silent,
         warnings=warnings,
         analysis=[channel.to_dict() for channel in analysis.channel_analysis],
         treatment=None if treatment is None

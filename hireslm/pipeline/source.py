@@ -17,10 +17,13 @@ import soxr
 
 from hireslm.analysis import ChannelAnalysis, DiagnosisThresholds, SignalAnalyzer
 from hireslm.audio import LoudnessMeter, audio_info, iter_audio_blocks
-from hireslm.audio.errors import EmptyAudioError, NonFiniteAudioError
-from hireslm.audio.io import SILENCE_THRESHOLD
+from hireslm.audio.errors import EmptyAudioError, NonFiniteAudioError, UnsupportedAudioError
+from hireslm.audio.io import SILENCE_THRESHOLD, check_sample_rate, header_shortfall
 
 BLOCK_SECONDS = 10.0
+# Float files may go past full scale, but not by 60 dB: such samples are a mistake (a wrong
+# scale factor), and restoring them would overflow the level arithmetic.
+MAX_PEAK = 1000.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class InputAnalysis:
     peak: float
     subtype: str | None = None
     channel_analysis: tuple[ChannelAnalysis, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the user should know about the file itself
 
     @property
     def duration_s(self) -> float:
@@ -110,9 +114,11 @@ def analyse_file(
     damage flagged by ``thresholds``, default ``DiagnosisThresholds()``).
 
     Raises:
-        UnreadableAudioError (corrupt, unsupported), EmptyAudioError, NonFiniteAudioError.
+        UnreadableAudioError (corrupt, unsupported), EmptyAudioError, NonFiniteAudioError,
+        UnsupportedAudioError (a rate outside 8-192 kHz, samples 60 dB past full scale).
     """
     info = audio_info(path)
+    check_sample_rate(info.samplerate, source=str(path))
     if info.frames <= 0:
         raise EmptyAudioError(f"{path}: no samples")
     meter = LoudnessMeter(sample_rate, info.channels)
@@ -124,10 +130,15 @@ def analyse_file(
     def check_native(block: np.ndarray) -> None:
         if not np.isfinite(block).all():
             raise NonFiniteAudioError(f"{path}: NaN or infinite samples")
+        if block.size and float(np.abs(block).max()) > MAX_PEAK:
+            raise UnsupportedAudioError(
+                f"{path}: samples reach {float(np.abs(block).max()):.3g}, over 60 dB past full "
+                "scale: not a recording's level (a wrong scale factor?); rescale the file")
         analyzer.update_native(block)
 
     peak = 0.0
     count = 0
+    shortfall = header_shortfall(info)
     for block in file_blocks_48k(path, sample_rate, on_native_block=check_native):
         meter.update(block)
         analyzer.update(block)
@@ -142,4 +153,5 @@ def analyse_file(
         peak=peak,
         subtype=info.subtype,
         channel_analysis=tuple(analyzer.result(thresholds)),
+        warnings=() if shortfall is None else (shortfall,),
     )

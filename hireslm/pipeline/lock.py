@@ -1,0 +1,131 @@
+"""One restore run per output folder: an advisory lock file, ``OUT/.hireslm-restore.lock``.
+
+Two runs writing one folder would take each other's temp files for a killed run's leftovers
+and delete them, and would do files twice. So the first process of a run (rank 0) takes an
+exclusive ``flock`` on the lock file and writes who it is; the operating system drops the lock
+when that process ends, however it ends, so a killed run never leaves the folder locked. The
+other processes of the same run (``accelerate launch``, ``torchrun``) wait until the lock is
+held by their own run, recognised by the launcher's rendezvous (run id, master address and
+port); a process of any other run refuses with a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO, Any
+
+LOCK_NAME = ".hireslm-restore.lock"
+TAKE_ATTEMPTS = 40
+
+
+class OutputFolderLockedError(RuntimeError):
+    """Another restore run is writing to the output folder."""
+
+
+def run_identity() -> str:
+    """What every process of one launch shares and no other concurrent launch does."""
+    if "MASTER_PORT" not in os.environ:
+        return f"pid:{os.getpid()}@{socket.gethostname()}"
+    return ":".join(os.environ.get(key, "") for key in
+                    ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
+
+
+class OutputFolderLock:
+    """Hold ``out_dir``'s lock for one run (a context manager).
+
+    ``rank`` 0 takes the lock; other ranks wait up to ``wait_s`` for their rank 0 to take it.
+
+    Raises:
+        OutputFolderLockedError: on entering, when another run holds the folder.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, rank: int = 0, wait_s: float = 120.0) -> None:
+        self.path = Path(out_dir) / LOCK_NAME
+        self.rank = rank
+        self.wait_s = wait_s
+        self.identity = run_identity()
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> OutputFolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self._take()
+        else:
+            self._wait_for_own_run()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing drops the flock; the file stays, harmless
+            self._handle = None
+
+    def _take(self) -> None:
+        handle = open(self.path, "a+", encoding="utf-8")
+        # The other ranks test the lock with a brief shared lock: retry past those moments.
+        for attempt in range(TAKE_ATTEMPTS):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == TAKE_ATTEMPTS - 1:
+                    handle.close()
+                    raise OutputFolderLockedError(
+                        self._busy_message(read_holder(self.path))) from None
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"run": self.identity, "pid": os.getpid(),
+                                 "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        handle.flush()
+        self._handle = handle
+
+    def _wait_for_own_run(self) -> None:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            holder = read_holder(self.path) if is_held(self.path) else None
+            if holder is not None and holder.get("run") == self.identity:
+                return
+            if holder is not None:
+                raise OutputFolderLockedError(self._busy_message(holder))
+            if time.monotonic() > deadline:
+                raise OutputFolderLockedError(
+                    f"{self.path.parent}: process 0 of this run did not take the output "
+                    f"folder's lock within {self.wait_s:.0f} s")
+            time.sleep(0.2)
+
+    def _busy_message(self, holder: dict[str, Any] | None) -> str:
+        who = "another hireslm restore" if not holder else (
+            f"another hireslm restore (pid {holder.get('pid')} on {holder.get('host')}, "
+            f"started {holder.get('started')})")
+        return (f"{self.path.parent} is being written by {who}; wait for it to finish or "
+                "choose another output folder")
+
+
+def is_held(path: Path) -> bool:
+    """True when some process holds ``path``'s flock."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """Who wrote the lock file (None while it is being written, or unreadable)."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
