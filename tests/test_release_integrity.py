@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from release_factory import make_tiny_release
 
 from hireslm.audio import AudioConfig, load_audio, save_audio
+from hireslm.models import build_model
 from hireslm.pipeline import RestorationPipeline
 from hireslm.release import ReleaseError, load_stage, verify_weights
 from hireslm.training import release_cli
+from hireslm.training.stage import init_from_release
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "checkpoints" / "hireslm-demo"
@@ -192,6 +195,15 @@ def test_restore_command_refuses_a_tampered_release(release, librivox_files, tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=240)
-    assert result.returncode != 0
-    assert str(weights) in result.stderr
+    assert result.returncode == 2
+    assert str(weights) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "short.wav").exists()
+
+
+def test_fine_tuning_from_a_tampered_release_is_refused(release) -> None:
+    weights = release / "vae.safetensors"
+    _flip_byte(weights, weights.stat().st_size - 7)
+    entry = yaml.safe_load((release / "config.yaml").read_text())["vae"]
+    model = build_model(entry["model"], entry["kwargs"])
+    with pytest.raises(ReleaseError, match="does not match the sha256"):
+        init_from_release(model, OmegaConf.create({"init_from": str(release)}), "vae")

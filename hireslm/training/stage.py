@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from hireslm.release import ReleaseError, load_release_config, weights_path
+from hireslm.release import ReleaseError, load_release_config, verify_weights, weights_path
 from hireslm.training.data import resolve_path
 
 
@@ -112,7 +112,9 @@ def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
     """Start from ``cfg.init_from``'s weights for ``stage`` (fine-tuning), when it is set.
 
     The release must hold ``stage`` with the same model name and kwargs as ``cfg.model``
-    describes; loading is strict. A resumed run then overrides these with its checkpoint.
+    describes; its weights must match the sha256 its ``meta.json`` records
+    (``verify_weights``), and loading is strict. A resumed run then overrides these with its
+    checkpoint.
     """
     source = cfg.get("init_from")
     if not source:
@@ -121,6 +123,7 @@ def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
     config = load_release_config(release)
     if stage not in config or not weights_path(release, stage).is_file():
         raise ReleaseError(f"init_from: stage '{stage}' is not in release {release}")
+    verify_weights(release, stage)
     load_model(model, str(weights_path(release, stage)), strict=True)
 
 
