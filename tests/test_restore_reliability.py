@@ -358,3 +358,18 @@ def test_truncated_and_impossible_rate_files(release, speech, tmp_path):
         assert records[name]["status"] == "failed"
         assert "outside the 8000-192000 Hz" in records[name]["error"]
         assert not (out / name).exists()
+
+
+def test_files_too_short_to_restore_are_kept_as_they_are(release, speech, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    for frames in (1, 160, 800):  # one sample, 10 ms, 50 ms at 16 kHz
+        save_audio(folder / f"n{frames}.wav", speech[:, 2000:2000 + frames], 16000)
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    for record in _records(out):
+        assert record["status"] == "ok", record
+        assert "too short to restore" in record["treatment"]["reasons"][0]
+        restored, _ = load_audio(out / Path(record["output"]).name)
+        source, _ = load_audio(record["input"])
+        expected = resample(source, 16000, 48000)
+        assert restored.shape == expected.shape
+        np.testing.assert_allclose(restored, expected, atol=2e-5)

@@ -84,7 +84,8 @@ def restore_file(
                 if report:
                     report(n)
         else:
-            treatment = pipeline.decide(list(analysis.channel_analysis), options)
+            treatment = pipeline.decide(list(analysis.channel_analysis), options,
+                                        frames=analysis.frames_48k)
             check = OutputCheck()
             blocks = pipeline.restore_stream(
                 check.watch_input(file_blocks_48k(input_path, sr)), analysis.frames_48k,

@@ -167,9 +167,11 @@ class RestorationPipeline:
             raise ValueError(f"--strength below 1 needs a flow-matching release and its "
                              f"'euler' sampler; this one samples with {type(scheduler).__name__}")
 
-    def decide(self, channels: list[ChannelAnalysis], options: RestoreOptions) -> Treatment:
-        """Step 3's decision for a file whose channels were analysed as ``channels``."""
-        return decide_treatment(channels, options.keep,
+    def decide(self, channels: list[ChannelAnalysis], options: RestoreOptions,
+               frames: int | None = None) -> Treatment:
+        """Step 3's decision for a file of ``frames`` 48 kHz samples whose channels were
+        analysed as ``channels``."""
+        return decide_treatment(channels, options.keep, frames=frames,
                                 can_recover=self.wave_recovery is not None)
 
     def __call__(
@@ -199,7 +201,7 @@ class RestorationPipeline:
                                   native_sample_rate=sample_rate, native_samples=True)
         analyzer.update_native(wave)
         analyzer.update(resampled)
-        treatment = self.decide(analyzer.result(), options)
+        treatment = self.decide(analyzer.result(), options, frames=total)
         blocks = self.restore_stream([resampled], total, channels, gain_db, options, treatment)
         return np.concatenate(list(blocks), axis=1), treatment
 

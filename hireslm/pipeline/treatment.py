@@ -38,6 +38,11 @@ RECOVERY_THRESHOLD_DB = 14.0
 # spared recovery when its SNR reads at least this (half the clean test clips, a tenth of
 # the noisy ones).
 CLEAN_SNR_DB = 30.0
+# Below this many 48 kHz samples (0.1 s) neither the denoiser nor the mel front end sees a
+# whole frame's context (a 10 ms file failed in the STFT): such a file is kept as it is.
+MIN_FRAMES = 4800
+
+
 @dataclass(frozen=True)
 class Treatment:
     """The decision for one file.
@@ -78,13 +83,20 @@ def decide_treatment(
     keep: str = "auto",
     *,
     can_recover: bool = True,
+    frames: int | None = None,
 ) -> Treatment:
     """Choose recovery, kept band and generation for a file from its channels' analysis.
 
-    ``can_recover`` is False when the release has no waveform recovery.
+    ``can_recover`` is False when the release has no waveform recovery; ``frames`` is the
+    file's length in 48 kHz samples (a file shorter than ``MIN_FRAMES`` is kept as it is).
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
+    if frames is not None and frames < MIN_FRAMES:
+        return Treatment(recover=False, generate=False,
+                         keep_below_hz=tuple(math.inf for _ in channels),
+                         reasons=(f"shorter than {MIN_FRAMES / 48000:g} s: too short to "
+                                  "restore, kept as it is",))
     reasons: list[str] = []
     found = sorted({name for c in channels for name in c.flags.names()})
     if found:
