@@ -168,3 +168,30 @@ def test_two_processes_split_the_files(release, tmp_path):
     assert not list(out.glob("restore_report.rank*"))
     for i in range(5):
         assert sf.info(str(out / f"f{i}.wav")).samplerate == 48000
+
+
+def test_two_processes_finish_together_when_one_is_slow_and_the_other_fails(release, tmp_path):
+    """Process 0 gets a large corrupt file (it fails at once), process 1 two minutes of 8 kHz
+    audio in fewer bytes (the plan shares bytes, not seconds): process 0 must wait for
+    process 1 before merging, and process 1 must not be stopped by process 0's failure."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    (archive).mkdir()
+    (archive / "a_corrupt.wav").write_bytes(b"RIFF" + os.urandom(1_500_000))
+    slow = np.tile(_speech(8000, 2.0), 60)  # 120 s
+    sf.write(archive / "b_slow.wav", slow.T, 8000, subtype="ULAW")  # ~960 kB
+    save_audio(archive / "c_short.wav", _speech(16000, 0.5), 16000)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), "-m", "hireslm", "restore",
+               str(archive), "-o", str(out), "--checkpoint", str(release), *FAST]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    records = {Path(r["input"]).name: r for r in _report(out)}
+    assert set(records) == {"a_corrupt.wav", "b_slow.wav", "c_short.wav"}
+    corrupt = records["a_corrupt.wav"]
+    assert corrupt["status"] == "failed" and corrupt["process"] == 0
+    assert records["b_slow.wav"]["status"] == "ok" and records["b_slow.wav"]["process"] == 1
+    assert sf.info(str(out / "b_slow.wav")).frames == slow.shape[1] * 6
+    assert not list(out.glob("restore_report.rank*")) and not list(out.glob(".*.done"))

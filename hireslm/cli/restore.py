@@ -92,16 +92,19 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(plan, args.force)
     try:
-        with OutputFolderLock(args.output_dir, rank):
-            return _restore(args, plan, rank, world_size)
+        with OutputFolderLock(args.output_dir, rank) as lock:
+            return _restore(args, plan, lock, world_size)
     except (OutputFolderLockedError, ReleaseError) as exc:
         logger.error("%s", exc)
         return 2
 
 
-def _restore(args: argparse.Namespace, plan: Plan, rank: int, world_size: int) -> int:
-    state = _distributed_state(world_size)
-    device = args.device or _default_device(state)
+def _restore(args: argparse.Namespace, plan: Plan, lock: OutputFolderLock,
+             world_size: int) -> int:
+    """Restore this process's share; the exit code of the whole run on process 0 (the others
+    return 0 once done, so a launcher never stops a process that is still working)."""
+    rank = lock.rank
+    device = args.device or _default_device()
     pipeline = RestorationPipeline.from_pretrained(args.checkpoint, device=device)
     options = RestoreOptions(
         num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
@@ -129,13 +132,24 @@ def _restore(args: argparse.Namespace, plan: Plan, rank: int, world_size: int) -
             # Header durations can be a little short (MP3): never run past the total.
             on_progress=lambda seconds: bar.update(min(seconds, bar.total - bar.n)),
         )
-    if state is not None:
-        state.wait_for_everyone()
-    if rank == 0:
+    if world_size > 1:
+        lock.mark_done(rank, counts)
+        if rank != 0:
+            logger.info("process %d: %s", rank, dict(counts))
+            return 0
+        counts = lock.wait_for_ranks(world_size)
         merge_reports(args.output_dir)
-    logger.info("process %d: %s; report %s", rank, dict(counts),
-                args.output_dir / REPORT_NAME)
+    logger.info("%s; report %s", _summary(counts), args.output_dir / REPORT_NAME)
     return 1 if counts["failed"] else 0
+
+
+def _summary(counts: Counter) -> str:
+    """``"5 ok, 1 failed, 2 skipped (done before)"``, in a fixed order."""
+    labels = {"ok": "ok", "silent": "silent", "failed": "failed",
+              "skipped": "skipped (done before, or taken under another name)",
+              "other": "kept (made otherwise; --force redoes them)"}
+    return ", ".join(f"{counts[k]} {label}" for k, label in labels.items() if counts[k]) \
+        or "nothing to do"
 
 
 PROGRESS_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
@@ -162,16 +176,8 @@ def _total_seconds(jobs) -> float:
     return total
 
 
-def _distributed_state(world_size: int):
-    """accelerate's process state when launched as several processes, else None."""
-    if world_size <= 1:
-        return None
-    from accelerate import PartialState
-
-    return PartialState()
-
-
-def _default_device(state) -> torch.device:
-    if state is not None:
-        return state.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _default_device() -> torch.device:
+    """This process's GPU (``LOCAL_RANK`` under a launcher) if there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,4 +1,6 @@
-"""One restore run per output folder: an advisory lock file, ``OUT/.hireslm-restore.lock``.
+"""One restore run per output folder, and its processes finishing together.
+
+The lock is an advisory lock file, ``OUT/.hireslm-restore.lock``.
 
 Two runs writing one folder would take each other's temp files for a killed run's leftovers
 and delete them, and would do files twice. So the first process of a run (rank 0) takes an
@@ -7,17 +9,31 @@ when that process ends, however it ends, so a killed run never leaves the folder
 other processes of the same run (``accelerate launch``, ``torchrun``) wait until the lock is
 held by their own run, recognised by the launcher's rendezvous (run id, master address and
 port); a process of any other run refuses with a message naming the holder.
+
+When a process of a multi-process run is done it leaves a marker,
+``OUT/.hireslm-restore.rank<R>.done``, with its counts and the run's token (which the lock
+holder draws afresh, so a marker from an earlier run never counts). Process 0 waits for every
+marker before it merges the report: a real barrier through the shared output folder, which
+works whatever the launcher (accelerate on CPUs reports no distributed state at all) and
+across machines, and lets each process run as long as its files take.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
+
+from hireslm.fileio import write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".hireslm-restore.lock"
 TAKE_ATTEMPTS = 40
@@ -49,6 +65,7 @@ class OutputFolderLock:
         self.rank = rank
         self.wait_s = wait_s
         self.identity = run_identity()
+        self.token: str | None = None  # this run's, once the lock is held
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> OutputFolderLock:
@@ -77,9 +94,10 @@ class OutputFolderLock:
                     raise OutputFolderLockedError(
                         self._busy_message(read_holder(self.path))) from None
                 time.sleep(0.05)
+        self.token = uuid.uuid4().hex
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"run": self.identity, "pid": os.getpid(),
+        handle.write(json.dumps({"run": self.identity, "token": self.token, "pid": os.getpid(),
                                  "host": socket.gethostname(),
                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         handle.flush()
@@ -90,6 +108,7 @@ class OutputFolderLock:
         while True:
             holder = read_holder(self.path) if is_held(self.path) else None
             if holder is not None and holder.get("run") == self.identity:
+                self.token = str(holder.get("token"))
                 return
             if holder is not None:
                 raise OutputFolderLockedError(self._busy_message(holder))
@@ -99,12 +118,43 @@ class OutputFolderLock:
                     f"folder's lock within {self.wait_s:.0f} s")
             time.sleep(0.2)
 
+    def mark_done(self, rank: int, counts: Counter) -> None:
+        """Say that process ``rank`` of this run has finished, with its counts by status."""
+        write_json_atomic(self.path.parent / done_name(rank),
+                          {"token": self.token, "counts": dict(counts)})
+
+    def wait_for_ranks(self, world_size: int, poll_s: float = 0.5) -> Counter:
+        """Block until every process of this run has called ``mark_done``; their counts,
+        added up. The markers are removed once read. A process that dies takes the launcher
+        and this one with it, so there is no time limit: a process may restore for hours."""
+        pending = set(range(world_size))
+        total: Counter = Counter()
+        last_said = time.monotonic()
+        while pending:
+            for rank in sorted(pending):
+                marker = _read_object(self.path.parent / done_name(rank))
+                if marker is not None and marker.get("token") == self.token:
+                    total.update(marker.get("counts", {}))
+                    pending.discard(rank)
+            if pending:
+                if time.monotonic() - last_said > 60:
+                    logger.info("waiting for process(es) %s to finish", sorted(pending))
+                    last_said = time.monotonic()
+                time.sleep(poll_s)
+        for rank in range(world_size):
+            (self.path.parent / done_name(rank)).unlink(missing_ok=True)
+        return total
+
     def _busy_message(self, holder: dict[str, Any] | None) -> str:
         who = "another hireslm restore" if not holder else (
             f"another hireslm restore (pid {holder.get('pid')} on {holder.get('host')}, "
             f"started {holder.get('started')})")
         return (f"{self.path.parent} is being written by {who}; wait for it to finish or "
                 "choose another output folder")
+
+
+def done_name(rank: int) -> str:
+    return f".hireslm-restore.rank{rank}.done"
 
 
 def is_held(path: Path) -> bool:
@@ -124,8 +174,13 @@ def is_held(path: Path) -> bool:
 
 def read_holder(path: Path) -> dict[str, Any] | None:
     """Who wrote the lock file (None while it is being written, or unreadable)."""
+    return _read_object(path)
+
+
+def _read_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when absent, unreadable or not an object."""
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return holder if isinstance(holder, dict) else None
+    return found if isinstance(found, dict) else None
