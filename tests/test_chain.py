@@ -10,7 +10,9 @@ import pytest
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.config import load_config
-from hireslm.data.chain import DegradationChain, make_safe, sample_param
+from hireslm.data.chain import DegradationChain, make_safe
+from hireslm.data.degradations import REGISTRY
+from hireslm.data.degradations.registry import DegradationEntry, sample_param
 
 SR = 48000
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "degradations.yaml"
@@ -187,3 +189,20 @@ def test_config_errors():
     # The config file itself loads through hireslm.config (base + overrides).
     config = load_config(CONFIG, ["params.gain.gain_db=-3.0"])
     assert DegradationChain.from_config(config).params["gain"]["gain_db"] == -3.0
+
+
+def _polarity(wave: np.ndarray, sample_rate: int, rng: np.random.Generator, *,
+              scale: float) -> np.ndarray:
+    """A degradation defined here, outside the package: inverted and scaled."""
+    return (-scale * wave).astype(np.float32)
+
+
+def test_a_new_degradation_needs_only_its_registry_entry(speech_48k, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "polarity", DegradationEntry(_polarity))
+    chain = DegradationChain.from_config(one_stage("polarity", {"scale": {"uniform": [0.4, 0.6]}}))
+    out, applied = chain(speech_48k, SR, np.random.default_rng(0))
+    scale = applied[0]["params"]["scale"]
+    assert applied[0]["name"] == "polarity" and 0.4 <= scale <= 0.6
+    np.testing.assert_allclose(out, -scale * speech_48k, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        DegradationChain.from_config(one_stage("polarity", {"amount": 1.0}))

@@ -21,6 +21,7 @@ from scipy import signal
 
 from hireslm.audio.resample import resample
 from hireslm.data.degradations._common import check_wave
+from hireslm.data.degradations.registry import DegradationEntry, Draw, Prepared, draw_each
 
 MP3_UNTAGGED_DELAY = 1105
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -204,3 +205,15 @@ def vorbis(
     return _codec(
         wave, sample_rate, codec_sample_rate, "OGG", "VORBIS", compression_level=1.0 - quality
     )
+
+
+def prepare_vorbis(spec: dict, draw: Draw) -> Prepared | None:
+    """Drawn parameters, the codec's rate kept at or below the input's."""
+    kwargs, _ = draw_each(spec, draw)
+    if kwargs.get("codec_sample_rate"):
+        # Coding above the input's rate would only add bandwidth the input never had.
+        kwargs["codec_sample_rate"] = min(kwargs["codec_sample_rate"], draw.sample_rate)
+    return kwargs, dict(kwargs)
+
+
+VORBIS_ENTRY = DegradationEntry(vorbis, prepare_vorbis)

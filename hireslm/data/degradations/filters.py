@@ -13,6 +13,14 @@ from scipy import signal
 
 from hireslm.audio.resample import resample
 from hireslm.data.degradations._common import check_wave
+from hireslm.data.degradations.registry import (
+    DegradationEntry,
+    Draw,
+    Prepared,
+    Resources,
+    draw_each,
+    sample_param,
+)
 
 # name -> (scipy ftype, design kwargs). Ripple/attenuation values are typical of real
 # anti-aliasing filters: 1 dB pass-band ripple, 40 dB stop-band.
@@ -196,3 +204,39 @@ def eq(
         for b in bands
     ])
     return zero_phase(sos, wave)
+
+
+# The band edge must stay clear of Nyquist for a filter to mean anything.
+MAX_CUTOFF_FRACTION = 0.45
+
+
+def prepare_eq(spec: dict, draw: Draw) -> Prepared:
+    """Fixed ``bands``, or ``n_bands`` random ones of up to ``max_gain_db``."""
+    n_bands = sample_param(spec.pop("n_bands", 3), draw.rng)
+    max_gain_db = sample_param(spec.pop("max_gain_db", 9.0), draw.rng)
+    bands = spec.pop("bands", None) or random_eq_bands(draw.sample_rate, draw.rng, n_bands,
+                                                       max_gain_db)
+    return {"bands": bands}, {"bands": bands}
+
+
+def prepare_lowpass(spec: dict, draw: Draw) -> Prepared | None:
+    """Drawn parameters, the cutoff kept below ``MAX_CUTOFF_FRACTION`` of the rate."""
+    kwargs, _ = draw_each(spec, draw)
+    if "cutoff_hz" in kwargs:
+        kwargs["cutoff_hz"] = min(kwargs["cutoff_hz"], MAX_CUTOFF_FRACTION * draw.sample_rate)
+    return kwargs, dict(kwargs)
+
+
+def prepare_resample(spec: dict, draw: Draw) -> Prepared | None:
+    """Drawn parameters; None when the drawn rate is not below the input's."""
+    prepared = draw_each(spec, draw)
+    return None if prepared[0].get("low_rate", 0) >= draw.sample_rate else prepared
+
+
+def _above_8k(resources: Resources, sample_rate: int) -> bool:
+    return sample_rate > 8000
+
+
+EQ_ENTRY = DegradationEntry(eq, prepare_eq)
+LOWPASS_ENTRY = DegradationEntry(lowpass, prepare_lowpass)
+RESAMPLE_ENTRY = DegradationEntry(resample_through, prepare_resample, available=_above_8k)

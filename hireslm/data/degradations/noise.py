@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from hireslm.audio.resample import resample
 from hireslm.data.degradations._common import check_wave, fit_length, match_channels, power
+from hireslm.data.degradations.registry import (
+    DegradationEntry,
+    Draw,
+    Prepared,
+    Resources,
+    required,
+    sample_param,
+)
 
 # Spectral exponent alpha of 1/f^alpha power spectra by name.
 NOISE_COLORS: dict[str, float] = {
@@ -125,3 +135,53 @@ def babble(
     if not mixture.any():
         raise ValueError("babble: every talker is silent")
     return mix_at_snr(wave, mixture, snr_db)
+
+
+def prepare_noise(spec: dict, draw: Draw) -> Prepared:
+    """Recorded noise (a file from the chain's noise files, with ``file_prob``, or a fixed
+    ``noise_file``) or synthetic coloured noise, at a drawn SNR."""
+    file_prob = float(spec.pop("file_prob", 1.0))
+    path = spec.pop("noise_file", None)
+    snr_db = float(sample_param(required(spec, "snr_db", "noise"), draw.rng))
+    color = spec.pop("color", "white")
+    if spec:
+        raise ValueError(f"noise: unknown parameters {sorted(spec)}")
+    files = draw.resources.noise_files
+    use_file = path is not None or (
+        bool(files) and "color" not in draw.fixed and draw.rng.random() < file_prob
+    )
+    if use_file:
+        if path is None:
+            path = files[int(draw.rng.integers(0, len(files)))]
+        noise_wave, noise_rate = draw.resources.load(Path(path))
+        kwargs = {"snr_db": snr_db, "noise": noise_wave, "noise_sample_rate": noise_rate}
+        return kwargs, {"snr_db": snr_db, "noise_file": str(path)}
+    color = sample_param(color, draw.rng)
+    return {"snr_db": snr_db, "color": color}, {"snr_db": snr_db, "color": color}
+
+
+def prepare_babble(spec: dict, draw: Draw) -> Prepared:
+    """``n_talkers`` drawn from the chain's babble (speech) files, at a drawn SNR."""
+    files = draw.resources.babble_files
+    if not files:
+        raise ValueError("babble needs babble (speech) files")
+    snr_db = float(sample_param(required(spec, "snr_db", "babble"), draw.rng))
+    n_talkers = int(sample_param(spec.pop("n_talkers", 4), draw.rng))
+    picks = draw.rng.integers(0, len(files), size=n_talkers)
+    paths = [files[int(i)] for i in picks]
+    loaded = [draw.resources.load(p) for p in paths]
+    rate = loaded[0][1]
+    # babble() takes talkers at one rate: bring all to the first file's.
+    talkers = [resample(w, r, rate) for w, r in loaded]
+    kwargs = {"snr_db": snr_db, "talkers": talkers, "talkers_sample_rate": rate}
+    return kwargs, {"snr_db": snr_db, "talker_files": [str(p) for p in paths]}
+
+
+def _has_talkers(resources: Resources, sample_rate: int) -> bool:
+    return bool(resources.babble_files)
+
+
+NOISE_ENTRY = DegradationEntry(noise, prepare_noise,
+                               chain_keys=frozenset({"file_prob", "noise_file"}))
+BABBLE_ENTRY = DegradationEntry(babble, prepare_babble, available=_has_talkers,
+                                chain_keys=frozenset({"n_talkers"}))

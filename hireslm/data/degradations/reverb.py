@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyroomacoustics as pra
@@ -16,6 +17,7 @@ from scipy import signal
 
 from hireslm.audio.resample import resample
 from hireslm.data.degradations._common import as_2d, check_wave, power
+from hireslm.data.degradations.registry import DegradationEntry, Draw, Prepared, sample_param
 
 # Source and microphone keep this distance (m) from every wall.
 WALL_MARGIN_M = 0.5
@@ -192,3 +194,41 @@ def reverb(
             raise ValueError("rir must be a finite, non-silent impulse response")
         response = resample(response, rir_sample_rate or sample_rate, sample_rate)
     return convolve_aligned(wave, response)
+
+
+def prepare_reverb(spec: dict, draw: Draw) -> Prepared:
+    """A measured RIR (from the chain's RIR files, with ``rir_file_prob``, or a fixed
+    ``rir_file``) or a simulated room of a drawn RT60."""
+    rng = draw.rng
+    file_prob = float(spec.pop("rir_file_prob", 1.0))
+    path = spec.pop("rir_file", None)
+    rt60_s = sample_param(spec.pop("rt60_s", 0.5), rng)
+    max_order = sample_param(spec.pop("max_order", None), rng)
+    dims = spec.pop("room_dims_m", None)
+    match_rt60 = bool(sample_param(spec.pop("match_rt60", True), rng))
+    if spec:
+        raise ValueError(f"reverb: unknown parameters {sorted(spec)}")
+    files = draw.resources.rir_files
+    if path is not None or (files and rng.random() < file_prob):
+        if path is None:
+            path = files[int(rng.integers(0, len(files)))]
+        rir, rir_rate = draw.resources.load(Path(path))
+        return {"rir": rir, "rir_sample_rate": rir_rate}, {"rir_file": str(path)}
+    room = simulate_rir(
+        draw.sample_rate, rng, rt60_s=float(rt60_s), room_dims_m=dims, max_order=max_order,
+        match_rt60=match_rt60,
+    )
+    record = {
+        "rt60_target_s": room.rt60_target_s,
+        "rt60_asked_s": room.rt60_asked_s,
+        "rt60_measured_s": room.rt60_measured_s,
+        "room_dims_m": list(room.room_dims_m),
+        "source_m": list(room.source_m),
+        "mic_m": list(room.mic_m),
+        "max_order": room.max_order,
+    }
+    return {"rir": room.rir, "rir_sample_rate": draw.sample_rate}, record
+
+
+REVERB_ENTRY = DegradationEntry(reverb, prepare_reverb,
+                                chain_keys=frozenset({"rir_file_prob", "rir_file"}))
