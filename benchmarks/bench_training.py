@@ -27,7 +27,7 @@ from hireslm.fileio import write_text_atomic
 from hireslm.models import build_model
 from hireslm.release import save_stage
 from hireslm.training.loop import fit
-from hireslm.training.stages import STAGES
+from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def measure(label: str, stage: str, args: argparse.Namespace, tmp: Path,
     cfg = bench_config(stage, run_dir, args.batch_size, args.steps, args.warmup, args.precision,
                        args.workers, extra)
     start = time.perf_counter()
-    fit(STAGES[stage](), cfg)
+    fit(STAGE_CLASSES[stage](), cfg)
     wall = time.perf_counter() - start
     rows = [r for r in read_metrics(run_dir) if "perf/steps_per_s" in r][1:]  # skip warm-up
     timed_steps = rows[-1]["step"] - args.warmup

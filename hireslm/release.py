@@ -46,8 +46,9 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-class ReleaseError(FileNotFoundError):
-    """A release folder, or a stage inside it, is missing or inconsistent."""
+class ReleaseError(Exception):
+    """A release folder, or a stage inside it, is missing, damaged or inconsistent; the
+    message is one line naming the file."""
 
 
 def weights_path(release_dir: str | os.PathLike, stage: str) -> Path:

@@ -33,7 +33,7 @@ from hireslm.training.data import split_records
 from hireslm.training.early_stopping import EarlyStopping
 from hireslm.training.lora import apply_lora
 from hireslm.training.small_data import holdout_split, plan_max_steps
-from hireslm.training.stages import STAGES
+from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def test_dit_lora_recipe_exports_adapter_that_merges_exactly_and_restores(
     cfg = _recipe("dit_lora", run, base_release, studio_manifest, "train.max_steps=4",
                   "train.val_every=2", "train.ckpt_every=4", "optim.lr=1.0e-2",
                   "data.segment_seconds=0.5", "dit.val_steps=2")
-    release = fit(STAGES["dit"](), cfg)
+    release = fit(STAGE_CLASSES["dit"](), cfg)
     adapter = run / "adapter"
     full = release / "dit.safetensors"
     assert adapter_weights_path(adapter, "dit").stat().st_size < full.stat().st_size / 2
@@ -143,7 +143,7 @@ def test_full_dit_recipe_keeps_frozen_prefixes(tmp_path, base_release, studio_ma
                   "train.val_every=3", "train.ckpt_every=3", "optim.lr=1.0e-2",
                   "data.segment_seconds=0.5", "dit.val_steps=2", "data.chain=null",
                   "freeze=[in_proj,blocks.0.attn]")
-    release = fit(STAGES["dit"](), cfg)
+    release = fit(STAGE_CLASSES["dit"](), cfg)
     before = load_file(str(base_release / "dit.safetensors"))
     after = load_file(str(release / "dit.safetensors"))
     frozen = {k for k in before if k.startswith(("in_proj.", "blocks.0.attn."))}
@@ -151,7 +151,7 @@ def test_full_dit_recipe_keeps_frozen_prefixes(tmp_path, base_release, studio_ma
     assert not torch.equal(before["blocks.0.mlp.0.weight"], after["blocks.0.mlp.0.weight"])
     assert not (run / "adapter").exists()
     with pytest.raises(ValueError, match="freeze prefix 'blocks.9' matches no parameter"):
-        fit(STAGES["dit"](), _recipe("dit_full", tmp_path / "typo", base_release,
+        fit(STAGE_CLASSES["dit"](), _recipe("dit_full", tmp_path / "typo", base_release,
                                      studio_manifest, "freeze=[blocks.9]"))
     # A DiT release records the latents it was trained on; another VAE is refused.
     other_latents = tmp_path / "other_latents"
@@ -159,7 +159,7 @@ def test_full_dit_recipe_keeps_frozen_prefixes(tmp_path, base_release, studio_ma
     save_stage(other_latents, "dit", load_stage(base_release, "dit"), config.model, config.kwargs,
                extra={"objective": config.objective, "latent_source_sha256": "0" * 64})
     with pytest.raises(ValueError, match="trained on other latents"):
-        fit(STAGES["dit"](), _recipe("dit_full", tmp_path / "latents", other_latents,
+        fit(STAGE_CLASSES["dit"](), _recipe("dit_full", tmp_path / "latents", other_latents,
                                      studio_manifest, f"dit.vae_release={base_release}"))
 
 
@@ -171,7 +171,7 @@ def test_early_stopping_stops_and_exports_the_best_ema_weights(
               "vocoder.disc_start_step=100", "vocoder.gan_start_step=100",
               "data.min_bandwidth_hz=0"]  # the LibriVox clips are 16 kHz recordings
     run = tmp_path / "stopped"
-    release = fit(STAGES["vocoder"](), _recipe(
+    release = fit(STAGE_CLASSES["vocoder"](), _recipe(
         "vocoder_voice", run, base_release, studio_manifest, "train.max_steps=20",
         "train.early_stopping.patience=2", "train.early_stopping.min_delta=1e9", *common))
     summary = json.loads((run / "early_stopping.json").read_text())
@@ -180,14 +180,14 @@ def test_early_stopping_stops_and_exports_the_best_ema_weights(
     assert [s for s, _ in list_checkpoints(run)] == [3]
     assert read_meta(release)["stages"]["vocoder"]["steps"] == 1
     # The release holds the EMA weights of step 1: a run that simply ends there has them too.
-    reference = fit(STAGES["vocoder"](), _recipe(
+    reference = fit(STAGE_CLASSES["vocoder"](), _recipe(
         "vocoder_voice", tmp_path / "one_step", base_release, studio_manifest,
         "train.max_steps=1", "train.early_stopping=null", *common))
     best, expected = load_file(str(release / "vocoder.safetensors")), load_file(
         str(reference / "vocoder.safetensors"))
     assert all(torch.equal(best[k], expected[k]) for k in expected)
     before = (release / "vocoder.safetensors").read_bytes()
-    fit(STAGES["vocoder"](), _recipe(  # starting the stopped run again trains nothing
+    fit(STAGE_CLASSES["vocoder"](), _recipe(  # starting the stopped run again trains nothing
         "vocoder_voice", run, base_release, studio_manifest, "train.max_steps=20",
         "train.early_stopping.patience=2", "train.early_stopping.min_delta=1e9", *common))
     assert (release / "vocoder.safetensors").read_bytes() == before

@@ -67,7 +67,7 @@ def test_one_flipped_bit_in_the_weights_is_refused(release) -> None:
     message = _refused(release)
     assert message.startswith(f"{weights} does not match the sha256 recorded in ")
     assert "meta.json: the file is damaged or was changed" in message
-    with pytest.raises(OSError):  # ReleaseError stays an OSError (FileNotFoundError) for callers
+    with pytest.raises(ReleaseError, match="does not match the sha256"):
         load_stage(release, "dit")
 
 

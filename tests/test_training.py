@@ -24,14 +24,14 @@ from safetensors.torch import load_file
 from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders
-from hireslm.release import load_release_config, load_stage, read_meta
+from hireslm.release import ReleaseError, load_release_config, load_stage, read_meta
 from hireslm.training import NonFiniteLossError, fit
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.ema import EMA
 from hireslm.training.latents import LatentCacheDataset, cache_from_config
 from hireslm.training.resume_state import load_loop_state
 from hireslm.training.schedules import lr_factor
-from hireslm.training.stages import STAGES
+from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_vae_loss_falls_on_fixed_batch_and_release_holds_ema(tmp_path, librivox_
     run = tmp_path / "vae"
     cfg = _cfg("vae", run, "train.max_steps=30", "train.log_every=1", "train.val_every=0",
                "train.ckpt_every=30")
-    release = fit(STAGES["vae"](datasets=_fixed_batch_data(librivox_records, 0.5)), cfg)
+    release = fit(STAGE_CLASSES["vae"](datasets=_fixed_batch_data(librivox_records, 0.5)), cfg)
     _assert_falls(_losses(run, "train/loss"), 0.8)
     # The exported weights are the EMA shadow saved in the final checkpoint.
     (step, ckpt), = list_checkpoints(run)
@@ -121,7 +121,7 @@ def test_vocoder_gan_trains(tmp_path, librivox_records, generator: str, steps: i
     cfg = _cfg("vocoder", run, f"model.name={generator}", f"train.max_steps={steps}",
                "train.log_every=1", "train.val_every=0", f"train.ckpt_every={steps}",
                "train.lr_decay=constant")
-    release = fit(STAGES["vocoder"](datasets=_fixed_batch_data(librivox_records, 0.2)), cfg)
+    release = fit(STAGE_CLASSES["vocoder"](datasets=_fixed_batch_data(librivox_records, 0.2)), cfg)
     _assert_falls(_losses(run, "train/mel"), 0.92)
     assert _losses(run, "train/loss_d") and _losses(run, "train/adv")
     vocoder = load_stage(release, "vocoder")
@@ -134,7 +134,7 @@ def test_vocoder_gan_trains(tmp_path, librivox_records, generator: str, steps: i
 def vae_release(tmp_path_factory) -> Path:
     """A debug VAE trained for a few steps: the frozen VAE of the DiT tests."""
     run = tmp_path_factory.mktemp("vae_for_dit")
-    return fit(STAGES["vae"](), _cfg("vae", run, "train.max_steps=6", "train.val_every=0",
+    return fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=6", "train.val_every=0",
                                      "train.ckpt_every=6"))
 
 
@@ -143,7 +143,7 @@ def test_dit_loss_falls_on_fixed_batch(tmp_path, librivox_records, vae_release) 
     cfg = _cfg("dit", run, f"dit.vae_release={vae_release}", "train.max_steps=40",
                "train.log_every=1", "train.val_every=40", "train.ckpt_every=40",
                "train.lr_decay=constant", "objective.time_distribution=uniform")
-    release = fit(STAGES["dit"](datasets=(_fixed_batch_data(librivox_records, 0.5)[0],
+    release = fit(STAGE_CLASSES["dit"](datasets=(_fixed_batch_data(librivox_records, 0.5)[0],
                                           PairedSpeechDataset(librivox_records[:1], 0.5,
                                                               validation=True, length=2))), cfg)
     _assert_falls(_losses(run, "train/loss"), 0.85)
@@ -171,7 +171,7 @@ def test_dit_trains_from_latent_cache(tmp_path, vae_release) -> None:
     cached_cfg = _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae_release}",
                       f"data.latent_cache={cache}", "data.crop_frames=8", "train.max_steps=4",
                       "train.val_every=4", "train.ckpt_every=4", "train.log_every=1")
-    fit(STAGES["dit"](), cached_cfg)
+    fit(STAGE_CLASSES["dit"](), cached_cfg)
     assert len(_losses(tmp_path / "dit", "train/loss")) == 4
 
 
@@ -181,10 +181,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path) -> None:
     common = ["train.ckpt_every=3", "train.schedule_steps=6", "data.length=4",
               "train.val_every=0", "train.keep_last=5"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    fit(STAGES["vae"](), _cfg("vae", straight, "train.max_steps=6", *common))
-    fit(STAGES["vae"](), _cfg("vae", resumed, "train.max_steps=3", *common))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", straight, "train.max_steps=6", *common))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", resumed, "train.max_steps=3", *common))
     assert [s for s, _ in list_checkpoints(resumed)] == [3]
-    fit(STAGES["vae"](), _cfg("vae", resumed, "train.max_steps=6", *common))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", resumed, "train.max_steps=6", *common))
     assert [s for s, _ in list_checkpoints(resumed)] == [3, 6]
     a, b = straight / "checkpoints" / "step_0000006", resumed / "checkpoints" / "step_0000006"
     weights_a, weights_b = load_file(str(a / "model.safetensors")), load_file(
@@ -224,7 +224,7 @@ def test_divergence_guard_stops_and_saves(tmp_path) -> None:
     cfg = _cfg("vae", run, "optim.lr=1.0e30", "train.warmup_steps=0", "train.grad_clip=0",
                "train.max_steps=50", "train.ckpt_every=100", "train.val_every=0")
     with pytest.raises(NonFiniteLossError, match="not finite"):
-        fit(STAGES["vae"](), cfg)
+        fit(STAGE_CLASSES["vae"](), cfg)
     found = list_checkpoints(run)
     assert len(found) == 1 and 0 < found[0][0] < 50
     weights = load_file(str(found[0][1] / "model.safetensors"))
@@ -325,7 +325,7 @@ def test_trackers_log_scalars_audio_and_spectrograms_offline(tmp_path, monkeypat
     run = tmp_path / "tracked"
     cfg = _cfg("vocoder", run, "train.log_with=[tensorboard,wandb]", "train.max_steps=2",
                "train.val_every=2", "train.log_every=1", "train.ckpt_every=2")
-    fit(STAGES["vocoder"](), cfg)
+    fit(STAGE_CLASSES["vocoder"](), cfg)
     events = EventAccumulator(str(run / "hireslm"), size_guidance={"audio": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
@@ -341,13 +341,14 @@ def test_fine_tune_starts_from_release_weights(tmp_path, vae_release) -> None:
     # lr 0: the run must export exactly the weights it started from.
     cfg = _cfg("vae", tmp_path / "ft", f"init_from={vae_release}", "optim.lr=0",
                "train.max_steps=1", "train.val_every=0", "train.ckpt_every=1")
-    release = fit(STAGES["vae"](), cfg)
+    release = fit(STAGE_CLASSES["vae"](), cfg)
     source = load_file(str(vae_release / "vae.safetensors"))
     tuned = load_file(str(release / "vae.safetensors"))
     assert source.keys() == tuned.keys()
     assert all(torch.equal(source[k], tuned[k]) for k in source)
-    with pytest.raises(FileNotFoundError, match="stage 'vocoder' is not in release"):
-        fit(STAGES["vocoder"](), _cfg("vocoder", tmp_path / "voc", f"init_from={vae_release}"))
+    with pytest.raises(ReleaseError, match="stage 'vocoder' is not in release"):
+        fit(STAGE_CLASSES["vocoder"](),
+            _cfg("vocoder", tmp_path / "voc", f"init_from={vae_release}"))
 
 
 def test_train_command_runs_in_process(tmp_path) -> None:
@@ -370,7 +371,7 @@ def test_train_command_runs_in_process(tmp_path) -> None:
 
 def test_gradient_accumulation_counts_optimizer_updates(tmp_path) -> None:
     run = tmp_path / "accum"
-    fit(STAGES["vae"](), _cfg("vae", run, "train.grad_accum=3", "train.max_steps=2",
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.grad_accum=3", "train.max_steps=2",
                               "train.log_every=1", "train.val_every=0", "train.ckpt_every=2",
                               "data.chain=null"))
     (step, ckpt), = list_checkpoints(run)
@@ -392,12 +393,12 @@ def test_recovery_stage_and_dit_conditioned_on_it(tmp_path, librivox_records,
     chain = load_config(CONFIGS / "degradations.yaml")
     data = PairedSpeechDataset(librivox_records[:2], 0.5, validation=True, length=2,
                                chain_config=chain, seed=3)
-    recovery_release = fit(STAGES["recovery"](datasets=(data, None)), cfg)
+    recovery_release = fit(STAGE_CLASSES["recovery"](datasets=(data, None)), cfg)
     _assert_falls(_losses(run, "train/loss"), 0.8)
     dit_cfg = _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae_release}",
                    f"dit.recovery_release={recovery_release}", "train.max_steps=2",
                    "train.val_every=2", "train.ckpt_every=2", "data.chain=null")
-    release = fit(STAGES["dit"](), dit_cfg)
+    release = fit(STAGE_CLASSES["dit"](), dit_cfg)
     entry = load_release_config(release).dit
     assert entry.cond.startswith("vae_mean(recovery(")
     assert entry.latent_source_sha256.endswith(
@@ -408,10 +409,10 @@ def test_recovery_stage_and_dit_conditioned_on_it(tmp_path, librivox_records,
 def test_lora_fine_tune_trains_adapters_and_exports_merged_plain_weights(
         tmp_path, vae_release) -> None:
     common = [f"dit.vae_release={vae_release}", "train.val_every=0", "data.chain=null"]
-    source = fit(STAGES["dit"](), _cfg("dit", tmp_path / "base", "train.max_steps=2",
+    source = fit(STAGE_CLASSES["dit"](), _cfg("dit", tmp_path / "base", "train.max_steps=2",
                                        "train.ckpt_every=2", *common))
     run = tmp_path / "lora"
-    tuned = fit(STAGES["dit"](), _cfg(
+    tuned = fit(STAGE_CLASSES["dit"](), _cfg(
         "dit", run, f"init_from={source}", "lora.r=2", "lora.target_modules=[qkv,proj]",
         "optim.lr=1.0e-2", "train.max_steps=4", "train.ckpt_every=4", *common))
     before = load_file(str(source / "dit.safetensors"))
@@ -431,14 +432,14 @@ def test_bad_configs_fail_with_clear_errors(tmp_path, vae_release) -> None:
     from hireslm.release import ReleaseError
 
     with pytest.raises(ValueError, match="must equal the VAE's latent channels 4"):
-        fit(STAGES["dit"](), _cfg("dit", tmp_path / "a", f"dit.vae_release={vae_release}",
+        fit(STAGE_CLASSES["dit"](), _cfg("dit", tmp_path / "a", f"dit.vae_release={vae_release}",
                                   "model.kwargs.latent_channels=8",
                                   "model.kwargs.cond_channels=8"))
     with pytest.raises(ReleaseError, match="not a release folder"):
-        fit(STAGES["dit"](), _cfg("dit", tmp_path / "b", f"dit.vae_release={tmp_path}"))
+        fit(STAGE_CLASSES["dit"](), _cfg("dit", tmp_path / "b", f"dit.vae_release={tmp_path}"))
     with pytest.raises(ValueError, match="needs train_manifest"):
-        fit(STAGES["vae"](), _cfg("vae", tmp_path / "c", "data.folders=[]"))
+        fit(STAGE_CLASSES["vae"](), _cfg("vae", tmp_path / "c", "data.folders=[]"))
     with pytest.raises(ValueError, match="unknown trackers"):
-        fit(STAGES["vae"](), _cfg("vae", tmp_path / "d", "train.log_with=mlflow"))
+        fit(STAGE_CLASSES["vae"](), _cfg("vae", tmp_path / "d", "train.log_with=mlflow"))
     with pytest.raises(ValueError, match="unknown LR decay"):
-        fit(STAGES["vae"](), _cfg("vae", tmp_path / "e", "train.lr_decay=step"))
+        fit(STAGE_CLASSES["vae"](), _cfg("vae", tmp_path / "e", "train.lr_decay=step"))

@@ -18,7 +18,7 @@ from hireslm.release import ReleaseError, combine_releases, load_release_config
 from hireslm.training import NonFiniteLossError, fit, release_cli
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.resume_state import CheckpointError, load_loop_state
-from hireslm.training.stages import STAGES
+from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ class _Payload:
 def two_step_run(tmp_path_factory) -> Path:
     """A real debug-VAE run folder with one checkpoint, at step 2."""
     run = tmp_path_factory.mktemp("safety") / "run"
-    fit(STAGES["vae"](), _cfg("vae", run, "train.max_steps=2", "train.ckpt_every=2", *PLAIN))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=2", "train.ckpt_every=2", *PLAIN))
     return run
 
 
@@ -62,12 +62,12 @@ def test_resume_runs_no_code_from_a_tampered_run_folder(tmp_path, two_step_run,
     cfg = _cfg("vae", run, "train.max_steps=3", "train.ckpt_every=3", *PLAIN)
     if tamper == "random_states_0.pkl":
         # accelerate tries it with weights_only=True and gives up; the loop's own RNG file wins.
-        fit(STAGES["vae"](), cfg)
+        fit(STAGE_CLASSES["vae"](), cfg)
         assert list_checkpoints(run)[-1][0] == 3
     else:
         match = "pickled state" if tamper.startswith("custom") else "not plain tensor data"
         with pytest.raises(CheckpointError, match=match):
-            fit(STAGES["vae"](), cfg)
+            fit(STAGE_CLASSES["vae"](), cfg)
     assert not marker.exists()
 
 
@@ -77,7 +77,7 @@ def test_resume_refuses_a_checkpoint_without_loop_state(tmp_path, two_step_run) 
     (_, ckpt), = list_checkpoints(run)
     (ckpt / "loop_state.json").unlink()
     with pytest.raises(CheckpointError, match="no loop_state.json"):
-        fit(STAGES["vae"](), _cfg("vae", run, "train.max_steps=3", *PLAIN))
+        fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=3", *PLAIN))
 
 
 def _all_finite(ckpt: Path) -> bool:
@@ -93,18 +93,19 @@ def test_divergence_keeps_the_last_finite_checkpoint_and_a_lower_lr_takes_effect
     run = tmp_path / "run"
     # keep_last=1: a checkpoint of the diverged weights would have replaced the good one.
     common = ["train.ckpt_every=2", "train.keep_last=1", "train.grad_clip=0", *PLAIN]
-    fit(STAGES["vae"](), _cfg("vae", run, "train.max_steps=2", *common))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=2", *common))
     # Resumed with lr 1e6 (so the new LR does take effect), the step-4 update leaves NaN/inf
     # weights behind a still-finite loss.
     with pytest.raises(NonFiniteLossError, match="not finite"):
-        fit(STAGES["vae"](), _cfg("vae", run, "optim.lr=1.0e6", "train.max_steps=40", *common))
+        fit(STAGE_CLASSES["vae"](),
+            _cfg("vae", run, "optim.lr=1.0e6", "train.max_steps=40", *common))
     found = list_checkpoints(run)
     assert [step for step, _ in found] == [2]
     assert all(_all_finite(ckpt) for _, ckpt in found)
     assert not (run / "checkpoints" / "step_0000004").exists()
     assert max(row["step"] for row in read_metrics(run)) >= 3  # it did train past step 2
     # Resume from step 2 with a lower LR: it is the LR the optimizer uses from there on.
-    fit(STAGES["vae"](), _cfg("vae", run, "optim.lr=1.0e-4", "train.max_steps=4", *common))
+    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "optim.lr=1.0e-4", "train.max_steps=4", *common))
     rows = [row for row in read_metrics(run) if "lr/vae" in row]
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
     assert [row["lr/vae"] for row in rows] == pytest.approx([2e-3, 2e-3, 1e-4, 1e-4])
@@ -121,12 +122,12 @@ def test_interrupted_run_logs_each_step_once(tmp_path) -> None:
     run = tmp_path / "run"
     cfg = _cfg("vae", run, "train.max_steps=6", "train.ckpt_every=3", "train.keep_last=5",
                "data.length=4", *PLAIN)
-    fit(STAGES["vae"](), cfg)
+    fit(STAGE_CLASSES["vae"](), cfg)
     first = {row["step"]: row["train/loss"] for row in read_metrics(run)}
     shutil.rmtree(run / "checkpoints" / "step_0000006")
     with open(run / "metrics.jsonl", "a") as handle:
         handle.write('{"step": 7, "train/lo')  # a line cut short by the kill
-    fit(STAGES["vae"](), cfg)
+    fit(STAGE_CLASSES["vae"](), cfg)
     rows = read_metrics(run)
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6]
     # The resumed steps are bit-exact: the same losses as the first time.
@@ -138,10 +139,10 @@ def test_rerunning_a_finished_vae_run_exports_the_same_latent_scale(tmp_path) ->
     # 2 batches per epoch: training ends in epoch 2, a finished rerun never sets an epoch.
     cfg = _cfg("vae", run, "train.max_steps=5", "train.ckpt_every=5", "data.length=4",
                "vae.scale_batches=2", *PLAIN)
-    release = fit(STAGES["vae"](), cfg)
+    release = fit(STAGE_CLASSES["vae"](), cfg)
     scale = float(load_release_config(release).vae.latent_scale)
     weights = load_file(str(release / "vae.safetensors"))
-    assert fit(STAGES["vae"](), cfg) == release
+    assert fit(STAGE_CLASSES["vae"](), cfg) == release
     assert [step for step, _ in list_checkpoints(run)] == [5]
     again = load_file(str(release / "vae.safetensors"))
     assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k])
@@ -152,11 +153,11 @@ def test_rerunning_a_finished_vae_run_exports_the_same_latent_scale(tmp_path) ->
 def test_combine_refuses_a_dit_trained_on_another_latent_scale(tmp_path) -> None:
     vae_run = tmp_path / "vae"
     vae_cfg = ["train.ckpt_every=100", *PLAIN]
-    vae = fit(STAGES["vae"](), _cfg("vae", vae_run, "train.max_steps=2", *vae_cfg))
-    dit = fit(STAGES["dit"](), _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae}",
+    vae = fit(STAGE_CLASSES["vae"](), _cfg("vae", vae_run, "train.max_steps=2", *vae_cfg))
+    dit = fit(STAGE_CLASSES["dit"](), _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae}",
                                     "train.max_steps=1", "train.ckpt_every=1", *PLAIN))
     # The same VAE run trained further: other weights, another latent scale.
-    other = fit(STAGES["vae"](), _cfg("vae", vae_run, "train.max_steps=4",
+    other = fit(STAGE_CLASSES["vae"](), _cfg("vae", vae_run, "train.max_steps=4",
                                       f"train.export_dir={tmp_path / 'vae_later'}", *vae_cfg))
     scales = [float(load_release_config(r).vae.latent_scale) for r in (vae, other)]
     assert scales[0] != scales[1]

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Stage:
+class ChainStep:
     """One step of the chain: fires with ``prob``, then applies one of ``choices`` (by weight)."""
 
     name: str
@@ -72,7 +72,7 @@ class DegradationChain:
 
     def __init__(
         self,
-        stages: Sequence[Stage],
+        stages: Sequence[ChainStep],
         params: Mapping[str, Mapping[str, Any]],
         noise_files: Sequence[str | Path] = (),
         rir_files: Sequence[str | Path] = (),
@@ -114,7 +114,7 @@ class DegradationChain:
         if "stages" not in config:
             raise ValueError("degradation config needs a 'stages' list")
         stages = [
-            Stage(name=str(s["name"]), prob=float(s["prob"]), choices=dict(s["choices"]))
+            ChainStep(name=str(s["name"]), prob=float(s["prob"]), choices=dict(s["choices"]))
             for s in config["stages"]
         ]
         return cls(stages, config.get("params", {}), noise_files, rir_files, babble_files)
@@ -181,7 +181,7 @@ class DegradationChain:
             record["params"]["peak_safety_gain_db"] = safety["params"]["gain_db"]
         return out, record
 
-    def _pick(self, stage: Stage, sample_rate: int, rng: np.random.Generator) -> str | None:
+    def _pick(self, stage: ChainStep, sample_rate: int, rng: np.random.Generator) -> str | None:
         names = [n for n, w in stage.choices.items()
                  if w > 0 and REGISTRY[n].available(self, sample_rate)]
         if not names:

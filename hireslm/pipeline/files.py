@@ -19,7 +19,7 @@ from hireslm.pipeline.source import BLOCK_SECONDS, analyse_file, file_blocks_48k
 
 
 @dataclass
-class FileResult:
+class RestoredFile:
     """What restoring one file did; becomes a line of the batch report."""
 
     input_sample_rate: int
@@ -47,7 +47,7 @@ def restore_file(
     subtype: str = "PCM_24",
     on_progress: Callable[[float], None] | None = None,
     comment: str | None = None,
-) -> FileResult:
+) -> RestoredFile:
     """Restore ``input_path`` into ``output_path`` (48 kHz, channels kept, exact duration).
 
     The input is read twice in blocks (analysis, then restoration) and the output written
@@ -95,7 +95,7 @@ def restore_file(
             for block in check.watch_output(blocks, sr):
                 out.write(block.T)
             check.finish()
-    return FileResult(
+    return RestoredFile(
         input_sample_rate=analysis.sample_rate,
         channels=analysis.channels,
         duration_s=analysis.duration_s,

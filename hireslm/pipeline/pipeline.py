@@ -65,7 +65,7 @@ from hireslm.release import (
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("vae", "dit", "vocoder")
+REQUIRED_STAGES = ("vae", "dit", "vocoder")
 OPTIONAL_STAGES = ("recovery",)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -87,7 +87,7 @@ class RestorationPipeline:
         self, models: Mapping[str, nn.Module], specs: Mapping[str, Mapping[str, Any]],
         audio: AudioConfig, wave_recovery: WaveRecovery | None = None,
     ) -> None:
-        missing = [s for s in STAGES if s not in models]
+        missing = [s for s in REQUIRED_STAGES if s not in models]
         if missing:
             raise ValueError(f"pipeline needs stages {missing}")
         if wave_recovery is not None and "recovery" in models:
@@ -120,7 +120,7 @@ class RestorationPipeline:
         hashes loads with a warning) and loads it strictly into its model.
         """
         optional = [s for s in OPTIONAL_STAGES if s in load_release_config(release_dir)]
-        stages = [*STAGES, *optional]
+        stages = [*REQUIRED_STAGES, *optional]
         specs = {stage: plain(stage_entry(release_dir, stage)) for stage in stages}
         audio = load_audio_config(release_dir)
         wave_recovery = None

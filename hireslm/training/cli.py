@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from hireslm.config import load_config
 from hireslm.training.loop import fit
-from hireslm.training.stages import STAGES
+from hireslm.training.stages import STAGE_CLASSES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
     """Train the config's stage (``args.stage``, when set, must match it); prints the release."""
     cfg = load_config(args.config, args.overrides)
     stage_name = cfg.get("stage")
-    if stage_name not in STAGES:
-        raise SystemExit(f"config {args.config}: 'stage' must be one of {sorted(STAGES)}, "
+    if stage_name not in STAGE_CLASSES:
+        raise SystemExit(f"config {args.config}: 'stage' must be one of {sorted(STAGE_CLASSES)}, "
                          f"got {stage_name!r}")
     expected = getattr(args, "stage", None)
     if expected is not None and stage_name != expected:
         raise SystemExit(f"config {args.config} is for stage '{stage_name}', not '{expected}'")
-    release_dir = fit(STAGES[stage_name](), cfg)
+    release_dir = fit(STAGE_CLASSES[stage_name](), cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(release_dir)
     return 0

@@ -38,7 +38,7 @@ from hireslm.training.resume_state import (
     save_loop_state,
     save_rng_state,
 )
-from hireslm.training.schedules import build_scheduler, rebase_scheduler
+from hireslm.training.schedules import build_lr_schedule, rebase_lr_schedule
 from hireslm.training.small_data import plan_max_steps
 from hireslm.training.stage import NonFiniteLossError, NonFiniteWeightsError, Stage, TrainingParts
 from hireslm.training.tracking import (
@@ -170,7 +170,7 @@ def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig,
     # The loop steps schedulers itself (once per update, not once per process as accelerate's
     # wrapper would), so they are registered rather than prepared.
     for name, optimizer in parts.optimizers.items():
-        scheduler = build_scheduler(
+        scheduler = build_lr_schedule(
             optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
             warmup_steps=int(train.get("warmup_steps", 0)),
             total_steps=int(train.get("schedule_steps") or max_steps),
@@ -204,7 +204,7 @@ def _resume(accelerator: Accelerator, folder: Path, state: TrainState, parts: Tr
     _apply_loop_state(load_loop_state(folder), folder, state, parts, emas, stopper)
     load_rng_state(folder, accelerator.process_index, state.generator)
     for name, scheduler in parts.schedulers.items():
-        for old, new in rebase_scheduler(scheduler, configured[name]):
+        for old, new in rebase_lr_schedule(scheduler, configured[name]):
             logger.warning("optimizer '%s': base LR %.4g from the checkpoint -> %.4g from the "
                            "config, from step %d on", name, old, new, state.step)
 

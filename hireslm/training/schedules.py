@@ -32,7 +32,7 @@ def lr_factor(
     return min_ratio + (1.0 - min_ratio) * shape
 
 
-def build_scheduler(
+def build_lr_schedule(
     optimizer: Optimizer,
     warmup_steps: int,
     total_steps: int,
@@ -47,7 +47,7 @@ def build_scheduler(
     )
 
 
-def rebase_scheduler(scheduler: LambdaLR, base_lrs: list[float]) -> list[tuple[float, float]]:
+def rebase_lr_schedule(scheduler: LambdaLR, base_lrs: list[float]) -> list[tuple[float, float]]:
     """Give a restored ``scheduler`` new base learning rates (one per param group).
 
     The schedule keeps its position; each group's current LR becomes

@@ -7,11 +7,11 @@ from hireslm.training.stages.recovery import RecoveryStage
 from hireslm.training.stages.vae import VAEStage
 from hireslm.training.stages.vocoder import VocoderStage
 
-STAGES: dict[str, type] = {
+STAGE_CLASSES: dict[str, type] = {
     "vae": VAEStage,
     "dit": DiTStage,
     "vocoder": VocoderStage,
     "recovery": RecoveryStage,
 }
 
-__all__ = ["STAGES", "DiTStage", "RecoveryStage", "VAEStage", "VocoderStage"]
+__all__ = ["STAGE_CLASSES", "DiTStage", "RecoveryStage", "VAEStage", "VocoderStage"]
