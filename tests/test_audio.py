@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +184,120 @@ def test_streaming_loudness_matches_pyloudnorm(channels):
         meter.update(wave[:, start : start + 12345])
     assert abs(meter.integrated() - reference) < 0.05
     assert abs(measure_loudness(wave, 48000) - reference) < 0.05
+
+
+# What libsndfile says for each of these ("File does not exist or is not a regular file
+# (possibly a pipe?)", "System error.") must never reach the user; the path is named once.
+LIBSNDFILE_WORDING = ("possibly a pipe", "System error", "Error opening")
+
+
+def _reads(path: Path) -> list[str]:
+    """The messages audio_info, load_audio and iter_audio_blocks raise for ``path``."""
+    from hireslm.audio import audio_info
+
+    messages = []
+    for read in (audio_info, load_audio, lambda p: list(iter_audio_blocks(p, 16000))):
+        with pytest.raises(UnreadableAudioError) as caught:
+            read(path)
+        messages.append(str(caught.value))
+    return messages
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("empty.mp3", b"", "empty file (0 bytes)"),
+    ("empty.wav", b"", "empty file (0 bytes)"),
+    ("random.mp3", np.random.default_rng(0).bytes(20000), "not readable audio"),
+    ("notes.wav", b"a text file, not a recording\n" * 50, "not readable audio"),
+    ("missing.flac", None, "no such file"),
+    ("folder.wav", "dir", "a folder, not an audio file"),
+])
+def test_unreadable_files_say_why_in_the_users_terms(tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    for message in _reads(path):
+        assert expected in message, message
+        assert message.count(name) == 1, message
+        assert not any(words in message for words in LIBSNDFILE_WORDING), message
+
+
+def test_permission_denied_is_named(tmp_path):
+    folder = Path(tempfile.mkdtemp(prefix="hireslm-perm-"))  # pytest's tmp is owner-only
+    try:
+        folder.chmod(0o755)
+        path = folder / "locked.flac"
+        shutil.copy(sorted(EXAMPLES.glob("*.flac"))[0], path)
+        path.chmod(0)
+        messages = _reads(path) if os.geteuid() != 0 else _as_unprivileged_user(_reads, path)
+        assert len(messages) == 3
+        for message in messages:
+            assert "permission denied" in message and message.count("locked.flac") == 1
+    finally:
+        shutil.rmtree(folder)
+
+
+def _as_unprivileged_user(read, path: Path) -> list[str]:
+    """``read(path)`` in a forked child that gave up root (root reads anything)."""
+    receive, send = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(send, "\n".join(read(path)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(send)
+    with os.fdopen(receive) as pipe:
+        output = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0, "the unprivileged reader failed"
+    return output.splitlines()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root with mount rights, as on the CI machines; else skipped)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_says_no_space_and_leaves_nothing(tiny_disk):
+    from hireslm.audio.errors import AudioWriteError
+
+    speech = _speech_48k()
+    for suffix in ("wav", "flac"):
+        target = tiny_disk / f"restored.{suffix}"
+        with pytest.raises(AudioWriteError) as caught:
+            save_audio(target, speech, 48000, subtype="PCM_24")
+        message = str(caught.value)
+        assert "no space left on device" in message and message.count(target.name) == 1
+        assert not any(words in message for words in LIBSNDFILE_WORDING), message
+        assert list(tiny_disk.iterdir()) == []  # neither the output nor its temp file
+
+
+def test_read_only_folder_is_named(tiny_disk):
+    from hireslm.audio.errors import AudioWriteError
+
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    with pytest.raises(AudioWriteError, match="read-only file system"):
+        save_audio(tiny_disk / "restored.wav", _speech_48k(), 48000)
+
+
+def test_dev_full_reads_as_no_space():
+    """/dev/full fails every write with ENOSPC: libsndfile's errno is read, not guessed."""
+    from hireslm.audio.io import _write_error
+
+    with pytest.raises(sf.LibsndfileError) as caught:
+        sf.SoundFile("/dev/full", "w", samplerate=48000, channels=1, format="WAV")
+    message = str(_write_error(Path("/dev/full"), caught.value))
+    assert "no space left on device" in message, message

@@ -1,7 +1,10 @@
 """Reading and writing audio files: float32, channels first, writes atomic.
 
-Everything soundfile (libsndfile) decodes is accepted: WAV, FLAC, OGG/Vorbis, OGG/Opus,
-MP3, AIFF and more. Arrays are ``(C, N)`` float32 numpy arrays throughout hireslm.
+Everything soundfile (libsndfile) decodes is read by it: WAV, FLAC, OGG/Vorbis, OGG/Opus,
+MP3, AIFF and more; what it cannot open (M4A/AAC, WMA, AMR, video soundtracks) is read
+through PyAV's bundled FFmpeg (``hireslm.audio.av_io``). Arrays are ``(C, N)`` float32 numpy
+arrays throughout hireslm. Errors name the file once and say what is wrong in the user's
+terms (missing, empty, permission denied, not audio, no space left), not libsndfile's.
 """
 
 from __future__ import annotations
@@ -9,25 +12,33 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from hireslm.audio.av_io import AvInfo, av_blocks, av_info, av_read
 from hireslm.audio.errors import (
+    AudioWriteError,
     EmptyAudioError,
     NonFiniteAudioError,
     SilentAudioError,
     UnreadableAudioError,
     UnsupportedAudioError,
+    unreadable_reason,
+    write_reason,
 )
 from hireslm.fileio import atomic_path
 
 # File name suffixes treated as audio when walking folders (restore inputs, evaluation pairs).
+# The second line is read through FFmpeg (PyAV): AAC, Apple lossless, WMA, AMR, AC-3, and
+# the soundtracks of video files.
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64",
-     ".caf", ".au", ".snd"}
+     ".caf", ".au", ".snd",
+     ".m4a", ".m4b", ".aac", ".mp4", ".wma", ".asf", ".amr", ".awb", ".3gp", ".3g2", ".ac3",
+     ".mka", ".webm", ".mkv", ".mov", ".avi", ".wv", ".ape", ".mp2"}
 )
 # Sample rates hireslm restores from; outside them a header is more likely wrong than real
 # (a 1 Hz header turns 20 frames into 20 s of output).
@@ -38,12 +49,31 @@ SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise fl
 SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
-    """Header information (rate, channels, frames, format) without decoding the samples."""
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo | AvInfo:
+    """Header information (rate, channels, frames, format, subtype).
+
+    libsndfile reads it from the header; for a file only FFmpeg reads, the stream is decoded
+    once to count its frames exactly (``hireslm.audio.av_io``).
+
+    Raises:
+        UnreadableAudioError: missing, empty, unreadable, or not audio (the message says which).
+    """
+    _check_can_read(path)
     try:
         return sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types for bad files
-        raise UnreadableAudioError(f"{path}: cannot read audio header ({exc})") from exc
+    except Exception:  # noqa: BLE001 - libsndfile raises several types; FFmpeg may read it
+        return av_info(path)
+
+
+def _check_can_read(path: str | os.PathLike) -> None:
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise UnreadableAudioError(f"{path}: {reason}")
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    """libsndfile's reason without the "Error opening 'PATH': " it prefixes."""
+    return getattr(exc, "error_string", None) or str(exc)
 
 
 def check_sample_rate(sample_rate: int, *, source: str = "audio") -> None:
@@ -85,13 +115,21 @@ def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarr
         UnreadableAudioError, EmptyAudioError, NonFiniteAudioError (when ``check``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnreadableAudioError(f"{path}: no such file")
+    _check_can_read(path)
     try:
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise UnreadableAudioError(f"{path}: cannot decode audio ({exc})") from exc
-    wave = np.ascontiguousarray(data.T)
+        handle = sf.SoundFile(str(path))
+    except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
+        wave, sample_rate = av_read(path)
+    else:
+        try:
+            with handle:
+                data = handle.read(dtype="float32", always_2d=True)
+                sample_rate = handle.samplerate
+        except Exception as exc:
+            raise UnreadableAudioError(
+                f"{path}: cannot decode its audio ({_libsndfile_reason(exc)}): damaged?"
+            ) from exc
+        wave = np.ascontiguousarray(data.T)
     if check:
         check_audio(wave, source=str(path))
     return wave, int(sample_rate)
@@ -107,14 +145,21 @@ def iter_audio_blocks(
     """
     if overlap_frames >= block_frames:
         raise ValueError("overlap_frames must be smaller than block_frames")
+    _check_can_read(path)
     try:
-        with sf.SoundFile(str(path)) as handle:
+        handle = sf.SoundFile(str(path))
+    except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
+        yield from av_blocks(path, block_frames, overlap_frames)
+        return
+    try:
+        with handle:
             for block in handle.blocks(
                 blocksize=block_frames, overlap=overlap_frames, dtype="float32", always_2d=True
             ):
                 yield np.ascontiguousarray(block.T)
     except sf.LibsndfileError as exc:
-        raise UnreadableAudioError(f"{path}: cannot decode audio ({exc})") from exc
+        raise UnreadableAudioError(
+            f"{path}: cannot decode its audio ({_libsndfile_reason(exc)}): damaged?") from exc
 
 
 def check_audio(wave: np.ndarray, *, source: str = "audio", allow_silent: bool = True) -> None:
@@ -173,17 +218,40 @@ def atomic_audio_writer(
     (WAV, FLAC, OGG; set before any audio, as FLAC requires).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     subtype = SUBTYPES.get(subtype, subtype) if subtype else None
     if subtype is None and path.suffix.lower() == ".opus":
         subtype = "OPUS"
     fmt = format or _format_from_suffix(path)
-    with atomic_path(path) as tmp, sf.SoundFile(
-        tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt
-    ) as handle:
-        if comment is not None:
-            handle.comment = comment
-        yield handle
+    with ExitStack() as stack:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(atomic_path(path))
+        except OSError as exc:
+            reason = write_reason(path, exc.errno, exc.strerror or str(exc))
+            raise AudioWriteError(f"{path}: cannot write: {reason}", exc.errno) from exc
+        try:
+            handle = sf.SoundFile(
+                tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt)
+        except sf.LibsndfileError as exc:
+            raise _write_error(path, exc) from exc
+        try:
+            with handle:
+                if comment is not None:
+                    handle.comment = comment
+                try:
+                    yield handle
+                except sf.LibsndfileError as exc:
+                    raise _write_error(path, exc) from exc
+        except sf.LibsndfileError as exc:  # flushing at close
+            raise _write_error(path, exc) from exc
+
+
+def _write_error(path: Path, exc: sf.LibsndfileError) -> AudioWriteError:
+    """libsndfile's "System error." in the user's terms; its C errno says which (read at
+    once, before another C call can change it)."""
+    code = getattr(getattr(sf, "_ffi", None), "errno", None) or None
+    reason = write_reason(path, code, _libsndfile_reason(exc))
+    return AudioWriteError(f"{path}: cannot write: {reason}", code)
 
 
 def _format_from_suffix(path: Path) -> str:

@@ -85,13 +85,15 @@ def _emit(block: np.ndarray, resampler, last: bool, room: int):
 
 def file_blocks_48k(
     path: str | os.PathLike, sample_rate: int = 48000,
-    on_native_block: Callable[[np.ndarray], None] | None = None,
+    on_native_block: Callable[[np.ndarray], None] | None = None, info=None,
 ) -> Iterator[np.ndarray]:
     """Stream a file as ``(C, n)`` float32 blocks at ``sample_rate``, exact total length.
 
     ``on_native_block`` sees each decoded ``(C, n)`` block at the file's own rate first.
+    ``info`` is the file's ``audio_info`` when the caller has it (for a file FFmpeg reads,
+    finding it decodes the whole stream).
     """
-    info = audio_info(path)
+    info = audio_info(path) if info is None else info
     total = output_length(info.frames, info.samplerate, sample_rate)
     blocks = iter_audio_blocks(path, int(BLOCK_SECONDS * info.samplerate))
     if on_native_block is not None:
@@ -139,7 +141,7 @@ def analyse_file(
     peak = 0.0
     count = 0
     shortfall = header_shortfall(info)
-    for block in file_blocks_48k(path, sample_rate, on_native_block=check_native):
+    for block in file_blocks_48k(path, sample_rate, on_native_block=check_native, info=info):
         meter.update(block)
         analyzer.update(block)
         peak = max(peak, float(np.abs(block).max()))
