@@ -19,6 +19,7 @@ from hireslm.audio import audio_info
 from hireslm.audio.errors import AudioError
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
 from hireslm.pipeline.batch import existing_outputs, release_hash, report_unplanned, run_jobs
+from hireslm.pipeline.html_report import write_html_report
 from hireslm.pipeline.lock import OutputFolderLock, OutputFolderLockedError
 from hireslm.pipeline.options import KEEP_MODES
 from hireslm.pipeline.plan import Plan, plan_jobs, shard_jobs
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "another release or other settings")
     parser.add_argument("--dry-run", action="store_true", help="list what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-html", action="store_true",
+                        help="do not write OUTDIR/restore_report.html (spectrograms and "
+                        "players per file)")
 
 
 def _strength(text: str) -> float:
@@ -139,6 +143,8 @@ def _restore(args: argparse.Namespace, plan: Plan, lock: OutputFolderLock,
             return 0
         counts = lock.wait_for_ranks(world_size)
         merge_reports(args.output_dir)
+    if not args.no_html:  # process 0 only: the others returned above
+        write_html_report(args.output_dir)  # never raises: a page must not fail a run
     logger.info("%s; report %s", _summary(counts), args.output_dir / REPORT_NAME)
     return 1 if counts["failed"] else 0
 

@@ -1,0 +1,235 @@
+"""The restore report page (``OUTDIR/restore_report.html``): built by a real restore of a small
+real folder (speech, a corrupt file, a silent one), then opened in a real headless Chromium.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from release_factory import make_tiny_release
+
+from hireslm.audio import load_audio, resample, save_audio
+from hireslm.cli.main import main
+from hireslm.pipeline.html_report import (
+    ASSETS_DIR,
+    PAGE_NAME,
+    build_html_report,
+    href,
+    latest_records,
+    row_key,
+    write_html_report,
+)
+from hireslm.pipeline.thumbnails import encode_png, palette, quantize, spectrogram_image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+FAST = ["--chunk-seconds", "1.0", "--no-progress"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def restored(tmp_path_factory) -> Path:
+    """A restored folder: two speech clips (one with a space and an accent in its name), a
+    corrupt WAV and a silent FLAC in a sub-folder; returns the output folder."""
+    root = tmp_path_factory.mktemp("page")
+    release = make_tiny_release(root / "release")
+    folder = root / "tapes"
+    for index, path in enumerate(sorted(EXAMPLES.glob("*.flac"))[:2]):
+        wave, rate = load_audio(path)
+        name = "café take 1.wav" if index == 0 else "take2.flac"
+        save_audio(folder / name, resample(wave, rate, 16000)[:, :24000], 16000)
+    (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    save_audio(folder / "sub" / "silent.flac", np.zeros((1, 8000), np.float32), 16000)
+    out = root / "tapes-restored"
+    code = main(["restore", str(folder), "-o", str(out), "--checkpoint", str(release), *FAST])
+    assert code == 1  # the corrupt file failed; the others were restored
+    return out
+
+
+class _Rows(HTMLParser):
+    """Rows of ``<table id=...>``: (tr class, cell texts), plus every audio/img tag's attrs."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id, self.inside, self.in_body = table_id, False, False
+        self.rows: list[tuple[str, list[str]]] = []
+        self.audio: list[dict[str, str]] = []
+        self.images: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {k: v or "" for k, v in attrs}
+        if tag == "table":
+            self.inside = attrs.get("id") == self.table_id
+        elif self.inside and tag == "tbody":
+            self.in_body = True
+        elif self.in_body and tag == "tr":
+            self.rows.append((attrs.get("class", ""), []))
+        elif self.in_body and tag == "td":
+            self.rows[-1][1].append("")
+        elif self.in_body and tag == "audio":
+            self.audio.append(attrs)
+        elif self.in_body and tag == "img":
+            self.images.append(attrs)
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = self.in_body = False
+
+    def handle_data(self, data):
+        if self.in_body and self.rows and self.rows[-1][1]:
+            self.rows[-1][1][-1] += data
+
+
+def _parse(text: str, table_id: str = "files") -> _Rows:
+    parser = _Rows(table_id)
+    parser.feed(text)
+    return parser
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+
+def test_png_encoder_writes_a_valid_indexed_png():
+    image = np.linspace(0, 1, 6 * 5).reshape(6, 5)
+    data = encode_png(quantize(image), palette())
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, kind = (int.from_bytes(data[16:20], "big"),
+                                  int.from_bytes(data[20:24], "big"), data[24], data[25])
+    assert (width, height, depth, kind) == (5, 6, 8, 3)
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8:start - 4], "big")
+    raw = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8).reshape(6, 6)
+    assert (raw[:, 0] == 0).all() and (raw[:, 1:] == quantize(image)).all()
+
+
+def test_spectrogram_shows_a_tone_and_nothing_above_the_files_nyquist():
+    rate = 8000
+    t = np.arange(2 * rate) / rate
+    image = spectrogram_image(np.sin(2 * np.pi * 1000 * t), rate, width=40, height=48)
+    assert image.shape == (48, 40)
+    row_of_1k = 48 - 1 - int(1000 / 24000 * 48)  # low frequencies at the bottom
+    assert image[row_of_1k].min() > 0.9
+    assert (image[: 48 - 48 // 6] == 0).all()  # 4-24 kHz: the file has no such band
+    assert (spectrogram_image(np.zeros(100), 16000, width=8, height=8) == 0).all()
+
+
+def test_links_are_relative_inside_and_beside_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    assert href(out / "sub" / "a b#.wav", out) == "sub/a%20b%23.wav"
+    assert href(tmp_path / "in" / "café.wav", out) == "../in/caf%C3%A9.wav"
+    elsewhere = Path("/somewhere/else/x.wav")
+    assert href(elsewhere, out) == elsewhere.as_uri()
+
+
+def test_latest_record_per_input_and_failures_first():
+    records = [{"input": "/a", "status": "failed"}, {"input": "/b", "status": "ok"},
+               {"input": "/a", "status": "ok"}, {"input": "/c", "status": "ok",
+                                                  "warnings": ["short"]},
+               {"input": "/d", "status": "failed"}]
+    rows = sorted(latest_records(records), key=row_key)
+    assert [(r["input"], r["status"]) for r in rows] == [
+        ("/d", "failed"), ("/c", "ok"), ("/a", "ok"), ("/b", "ok")]
+
+
+# -- the page of a real run -----------------------------------------------------------------
+
+
+def test_restore_writes_the_page_with_rows_players_and_thumbnails(restored):
+    page = (restored / PAGE_NAME).read_text(encoding="utf-8")
+    parsed = _parse(page)
+    assert len(parsed.rows) == 4
+    assert parsed.rows[0][0] == "failed" and "broken.wav" in parsed.rows[0][1][1]
+    assert [kind for kind, _ in parsed.rows[1:]] == ["silent", "ok", "ok"]
+    assert "café take 1.wav" in page  # UTF-8, not escaped
+    # input and output players for the three readable files, the corrupt input's own
+    assert len(parsed.audio) == 7
+    assert all(a["preload"] == "none" for a in parsed.audio)
+    for audio in parsed.audio:  # relative links, each to a real file
+        assert not audio["src"].startswith(("/", "file:"))
+        assert (restored / unquote(audio["src"])).is_file()
+    assert len(parsed.images) == 6 and all(i["loading"] == "lazy" for i in parsed.images)
+    assert all((restored / i["src"]).is_file() for i in parsed.images)
+    assert {p.suffix for p in (restored / ASSETS_DIR).iterdir()} == {".png"}
+
+
+def test_a_rerun_reuses_the_thumbnails_and_rebuilds_the_page(restored):
+    made = {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()}
+    page = restored / PAGE_NAME
+    page.write_text("stale", encoding="utf-8")
+    build_html_report(restored)
+    assert {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()} == made
+    assert len(_parse(page.read_text(encoding="utf-8")).rows) == 4
+
+
+def test_rows_past_the_cap_are_listed_plainly(restored, tmp_path):
+    out = tmp_path / "capped"
+    shutil.copytree(restored, out)
+    build_html_report(out, max_rows=2)
+    page = (out / PAGE_NAME).read_text(encoding="utf-8")
+    detailed, plain = _parse(page), _parse(page, "more-files")
+    assert len(detailed.rows) == 2 and len(plain.rows) == 2 and not plain.audio
+    assert len(list((out / ASSETS_DIR).iterdir())) == 2  # the others' thumbnails are gone
+
+
+def test_a_page_that_cannot_be_written_only_warns(restored, tmp_path, caplog):
+    out = tmp_path / "blocked"
+    shutil.copytree(restored, out)
+    (out / PAGE_NAME).unlink()
+    (out / PAGE_NAME).mkdir()  # a folder where the page should go
+    with caplog.at_level(logging.WARNING):
+        assert write_html_report(out) is None
+    assert "report page not written" in caplog.text
+
+
+# -- in a real browser ------------------------------------------------------------------------
+
+
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox",
+                           "--hide-scrollbars", f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@needs_chromium
+def test_chromium_renders_rows_players_and_thumbnails_failures_first(restored, tmp_path):
+    dom = _chromium(tmp_path, "--dump-dom", (restored / PAGE_NAME).as_uri()).stdout
+    parsed = _parse(dom)
+    assert [kind for kind, _ in parsed.rows] == ["failed", "silent", "ok", "ok"]
+    assert len(parsed.audio) == 7 and len(parsed.images) == 6
+
+
+@needs_chromium
+def test_chromium_sorts_a_column_with_the_pages_own_script(restored, tmp_path):
+    # The page's script, then a click on "Length (s)" as a user would (twice: descending).
+    probe = restored / "sort_probe.html"
+    clicks = ("<script>var th=[...document.querySelectorAll('#files th')].find("
+              "h=>h.textContent.startsWith('Length'));th.click();th.click();</script>")
+    probe.write_text((restored / PAGE_NAME).read_text(encoding="utf-8")
+                     .replace("</body>", clicks + "</body>"), encoding="utf-8")
+    try:
+        rows = _parse(_chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout).rows
+    finally:
+        probe.unlink()
+    lengths = [cells[2].strip() for _, cells in rows]
+    assert lengths[:2] == ["1.5", "1.5"] and lengths[2] == "0.5" and lengths[3] == "–"
+
+
+@needs_chromium
+def test_chromium_screenshot_shows_the_spectrograms(restored, tmp_path):
+    shot = tmp_path / "page.png"
+    _chromium(tmp_path / "profile", "--window-size=1500,700", f"--screenshot={shot}",
+              (restored / PAGE_NAME).as_uri())
+    image = pytest.importorskip("PIL.Image")
+    pixels = np.asarray(image.open(shot).convert("RGB")).astype(int)
+    # The page's own colours hold no purple: these pixels are the spectrograms' ramp.
+    purple = (pixels[..., 0] > 70) & (pixels[..., 1] < 50) & (pixels[..., 2] > 70)
+    assert purple.sum() > 2000
