@@ -28,10 +28,11 @@ from hireslm.audiotree import mirror_names, scan_audio
 from hireslm.data.chain import DegradationChain, check_param_names
 from hireslm.data.degradations import DEGRADATIONS
 from hireslm.fileio import write_jsonl_atomic
+from hireslm.resources import config_path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "degradations.yaml"
+DEFAULT_CONFIG = config_path("degradations.yaml")
 REPORT_NAME = "degradations.jsonl"
 
 

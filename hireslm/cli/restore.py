@@ -26,10 +26,11 @@ from hireslm.pipeline.plan import Plan, plan_jobs, shard_jobs
 from hireslm.pipeline.provenance import make_provenance
 from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, part_name
 from hireslm.release import ReleaseError
+from hireslm.resources import default_release
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "hireslm-demo"
+DEFAULT_CHECKPOINT = default_release()  # $HIRESLM_HOME/checkpoints/hireslm-demo, or the package
 OUTPUT_FORMATS = {"wav": ".wav", "flac": ".flac"}
 
 
