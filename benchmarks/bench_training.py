@@ -66,8 +66,7 @@ def random_vae_release(out: Path) -> Path:
     """A VAE release with base sizes and random weights (throughput does not need training)."""
     base = load_config(REPO / "configs" / "vae" / "base.yaml")
     model = build_model(str(base.model.name), base.model.kwargs)
-    save_stage(out, "vae", model, str(base.model.name), base.model.kwargs,
-               extra={"latent_scale": 1.0})
+    save_stage(out, "vae", model, extra={"latent_scale": 1.0})
     return out
 
 

@@ -35,7 +35,7 @@ import hireslm
 from hireslm.audio import AudioConfig
 from hireslm.config import plain
 from hireslm.fileio import atomic_path, file_sha256, write_json_atomic, write_text_atomic
-from hireslm.models import MODELS, build_model
+from hireslm.models import MODELS, build_model, model_spec
 from hireslm.models.recovery import PRETRAINED_RECOVERY
 
 logger = logging.getLogger(__name__)
@@ -59,15 +59,14 @@ def save_stage(
     release_dir: str | os.PathLike,
     stage: str,
     model: nn.Module,
-    model_name: str,
-    model_kwargs: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     audio: AudioConfig | Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``model``'s weights as ``<stage>.safetensors`` and record it in the release.
 
-    ``config.yaml[stage]`` becomes ``{"model": model_name, "kwargs": model_kwargs, **extra}``;
+    ``config.yaml[stage]`` becomes ``{"model": spec.name, "kwargs": spec.kwargs, **extra}``
+    from the model's own ``spec`` (``hireslm.models.build_model``);
     ``meta.json["stages"][stage]`` gets ``meta`` plus the git commit and weights hash.
     ``audio`` (default: the standard front end) is written when given or when absent.
     Other stages already in the folder are kept.
@@ -77,14 +76,15 @@ def save_stage(
     extra = dict(extra or {})
     if {"model", "kwargs"} & set(extra):
         raise ValueError("extra must not override 'model' or 'kwargs'")
+    spec = model_spec(model)
     target = weights_path(release_dir, stage)
     with atomic_path(target) as tmp:
-        save_model(model, str(tmp), metadata={"stage": stage, "model": model_name})
+        save_model(model, str(tmp), metadata=weights_metadata(stage, spec.name))
 
     config = _read_config(release_dir)
     if audio is not None or "audio" not in config:
         config["audio"] = _audio_dict(audio)
-    config[stage] = {"model": model_name, "kwargs": plain(model_kwargs), **plain(extra)}
+    config[stage] = {"model": spec.name, "kwargs": plain(spec.kwargs), **plain(extra)}
     write_text_atomic(release_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
 
     info = _read_meta(release_dir)
@@ -96,6 +96,12 @@ def save_stage(
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
     write_json_atomic(release_dir / META_FILE, info)
+
+
+def weights_metadata(stage: str, model_name: str) -> dict[str, str]:
+    """The header metadata of a weights file: one key, so the file's bytes (and its recorded
+    sha256) do not depend on the order safetensors happens to write several keys in."""
+    return {"hireslm": json.dumps({"model": model_name, "stage": stage}, sort_keys=True)}
 
 
 def save_pretrained_entry(

@@ -28,5 +28,5 @@ def make_tiny_release(release_dir: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     for stage, (name, kwargs) in TINY_STAGES.items():
         model = build_model(name, kwargs)
-        save_stage(release_dir, stage, model, name, kwargs, extra=TINY_EXTRAS[stage])
+        save_stage(release_dir, stage, model, extra=TINY_EXTRAS[stage])
     return release_dir

@@ -61,7 +61,7 @@ def _pretrained_like(release: Path) -> Path:
                 param.copy_(0.1 * torch.randn(param.shape, generator=generator))
     extra = {k: v for k, v in OmegaConf.to_container(config).items()
              if k not in ("model", "kwargs")}
-    save_stage(release, "dit", dit, config.model, config.kwargs, extra=extra)
+    save_stage(release, "dit", dit, extra=extra)
     return release
 
 
@@ -156,7 +156,7 @@ def test_full_dit_recipe_keeps_frozen_prefixes(tmp_path, base_release, studio_ma
     # A DiT release records the latents it was trained on; another VAE is refused.
     other_latents = tmp_path / "other_latents"
     config = load_release_config(base_release).dit
-    save_stage(other_latents, "dit", load_stage(base_release, "dit"), config.model, config.kwargs,
+    save_stage(other_latents, "dit", load_stage(base_release, "dit"),
                extra={"objective": config.objective, "latent_source_sha256": "0" * 64})
     with pytest.raises(ValueError, match="trained on other latents"):
         fit(STAGE_CLASSES["dit"](), _recipe("dit_full", tmp_path / "latents", other_latents,
@@ -252,14 +252,13 @@ def _train_cfg(values: dict, **extra) -> DictConfig:
 
 
 def test_vocoder_lora_adapter_merges_into_the_release(tmp_path, base_release) -> None:
-    config = load_release_config(base_release).vocoder
     vocoder = apply_lora(load_stage(base_release, "vocoder"),
                          {"r": 2, "alpha": 4, "target_modules": ["pwconv1", "pwconv2"]})
     with torch.no_grad():  # as if trained: lora_B starts at zero
         for name, param in vocoder.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 0.1)
-    save_adapter(tmp_path / "adapter", "vocoder", vocoder, str(config.model), config.kwargs,
+    save_adapter(tmp_path / "adapter", "vocoder", vocoder,
                  {"r": 2, "alpha": 4, "target_modules": ["pwconv1", "pwconv2"]},
                  base_release=base_release)
     merged = load_stage(merge_adapter(base_release, tmp_path / "adapter", tmp_path / "out"),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from hireslm.models import build_model
+from hireslm.fileio import file_sha256
+from hireslm.models import ModelSpec, build_model
 from hireslm.release import (
     ReleaseError,
     combine_releases,
@@ -24,7 +27,7 @@ VOCOS = ("vocos", {"n_mels": 128, "dim": 16, "intermediate_dim": 32, "num_layers
 def _save(release, stage, spec, seed=0, **kwargs):
     torch.manual_seed(seed)
     model = build_model(*spec)
-    save_stage(release, stage, model, spec[0], spec[1], **kwargs)
+    save_stage(release, stage, model, **kwargs)
     return model.eval()
 
 
@@ -136,3 +139,30 @@ def test_fp16_storage_halves_a_stage_and_loads_back_as_float32(tmp_path) -> None
     stage = json.loads((out / "meta.json").read_text())["stages"]["vocoder"]
     assert stage["stored_dtype"] == "float16"
     assert stage["float32_weights_sha256"] != stage["weights_sha256"]
+
+
+def test_models_carry_their_spec_and_save_with_it(tmp_path) -> None:
+    model = build_model(*VOCOS)
+    assert model.spec == ModelSpec(*VOCOS)
+    save_stage(tmp_path / "r", "vocoder", model)
+    assert load_release_config(tmp_path / "r").vocoder.model == "vocos"
+    with pytest.raises(ValueError, match="not made by build_model"):
+        save_stage(tmp_path / "r", "vocoder", torch.nn.Linear(2, 2))
+
+
+SAVE_ONE = """
+import sys, torch
+from hireslm.models import build_model
+from hireslm.release import save_stage
+torch.manual_seed(0)
+save_stage(sys.argv[1], "vocoder", build_model("vocos", {"n_mels": 128, "dim": 16,
+           "intermediate_dim": 32, "num_layers": 1}))
+"""
+
+
+def test_the_same_weights_give_the_same_file_in_every_process(tmp_path) -> None:
+    hashes = set()
+    for run in range(3):  # safetensors writes several metadata keys in a per-process order
+        subprocess.run([sys.executable, "-c", SAVE_ONE, str(tmp_path / str(run))], check=True)
+        hashes.add(file_sha256(tmp_path / str(run) / "vocoder.safetensors"))
+    assert len(hashes) == 1

@@ -2,12 +2,16 @@
 
 ``MODELS`` maps a name to a class; every constructor takes explicit JSON/YAML-serialisable
 keyword arguments, so a release stores ``{name, kwargs}`` and ``build_model`` rebuilds it.
+A model made by ``build_model`` carries that pair as ``model.spec`` (``ModelSpec``), so
+whoever saves, exports or merges it needs nothing else to describe it.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -33,8 +37,17 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a model: its ``MODELS`` name and constructor keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 def build_model(name: str, kwargs: Mapping) -> nn.Module:
-    """Instantiate ``MODELS[name](**kwargs)``; unknown names or arguments raise ``ValueError``.
+    """Instantiate ``MODELS[name](**kwargs)``, with ``model.spec`` recording both; unknown
+    names or arguments raise ``ValueError``.
 
     ``kwargs`` may be an OmegaConf ``DictConfig``; lists stay lists (constructors accept them).
     """
@@ -46,7 +59,18 @@ def build_model(name: str, kwargs: Mapping) -> nn.Module:
     unknown = set(kwargs) - set(params) - {"self"}
     if unknown:
         raise ValueError(f"unknown arguments for {name!r}: {sorted(unknown)}")
-    return cls(**kwargs)
+    model = cls(**kwargs)
+    model.spec = ModelSpec(name, kwargs)
+    return model
+
+
+def model_spec(model: nn.Module) -> ModelSpec:
+    """The spec ``build_model`` gave ``model`` (``ValueError`` for a model built otherwise)."""
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"{type(model).__name__} was not made by build_model: it has no spec "
+                         "to save it with")
+    return spec
 
 
 def _to_plain(kwargs: Mapping) -> dict:
@@ -55,4 +79,4 @@ def _to_plain(kwargs: Mapping) -> dict:
     return dict(kwargs)
 
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "model_spec"]

@@ -139,8 +139,8 @@ class RestorationPipeline:
         for stage, spec in self.specs.items():
             extra = {k: v for k, v in spec.items() if k not in ("model", "kwargs")}
             if stage in self.models:
-                save_stage(release_dir, stage, self.models[stage], spec["model"],
-                           spec["kwargs"], extra=extra, audio=self.audio)
+                save_stage(release_dir, stage, self.models[stage], extra=extra,
+                           audio=self.audio)
             else:
                 save_pretrained_entry(release_dir, stage, spec["model"],
                                       spec.get("kwargs", {}), extra=extra)

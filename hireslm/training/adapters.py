@@ -27,6 +27,7 @@ from torch import nn
 
 from hireslm.config import plain
 from hireslm.fileio import atomic_path, file_sha256, write_text_atomic
+from hireslm.models import model_spec
 from hireslm.release import (
     ReleaseError,
     combine_releases,
@@ -34,6 +35,7 @@ from hireslm.release import (
     load_stage,
     read_meta,
     save_stage,
+    weights_metadata,
     weights_path,
 )
 from hireslm.training.lora import apply_lora, exportable
@@ -52,8 +54,8 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             for key, value in model.state_dict().items() if "lora_" in key}
 
 
-def save_adapter(adapter_dir: str | os.PathLike, stage: str, model: nn.Module, model_name: str,
-                 model_kwargs: Mapping[str, Any], lora: Mapping[str, Any],
+def save_adapter(adapter_dir: str | os.PathLike, stage: str, model: nn.Module,
+                 lora: Mapping[str, Any],
                  base_release: str | os.PathLike | None = None) -> Path:
     """Write ``model``'s adapters for ``stage`` and their config into ``adapter_dir``.
 
@@ -61,18 +63,19 @@ def save_adapter(adapter_dir: str | os.PathLike, stage: str, model: nn.Module, m
     randomly initialised base, which no release holds, so such an adapter cannot be merged.
     Other stages already in ``adapter_dir`` are kept. Returns the weights file.
     """
+    spec = model_spec(model)
     tensors = adapter_state_dict(model)
     if not tensors:
         raise ValueError(f"{stage}: the model holds no LoRA adapter to save")
     target = adapter_weights_path(adapter_dir, stage)
     with atomic_path(target) as tmp:
-        save_file(tensors, str(tmp), metadata={"stage": stage, "model": model_name})
+        save_file(tensors, str(tmp), metadata=weights_metadata(stage, spec.name))
     base = None
     if base_release is not None:
         base = {"release": str(Path(base_release).resolve()),
                 "weights_sha256": file_sha256(weights_path(base_release, stage))}
     config = _read_config(Path(adapter_dir))
-    config[stage] = {"model": model_name, "kwargs": plain(model_kwargs), "lora": plain(lora),
+    config[stage] = {"model": spec.name, "kwargs": plain(spec.kwargs), "lora": plain(lora),
                      "base": base, "weights_sha256": file_sha256(target)}
     write_text_atomic(Path(adapter_dir) / ADAPTER_CONFIG,
                       OmegaConf.to_yaml(OmegaConf.create(config)))
@@ -131,15 +134,15 @@ def merge_adapter(release_dir: str | os.PathLike, adapter_dir: str | os.PathLike
     for stage in map(str, adapter):
         entry = adapter[stage]
         model = load_adapted_model(release_dir, adapter_dir, stage, force=force)
-        merged = exportable(model, str(entry.model), entry.kwargs)
+        merged = exportable(model)
         extra = {k: v for k, v in plain(base_config[stage]).items()
                  if k not in ("model", "kwargs")}
         meta = {**base_meta.get(stage, {}), "lora_adapter": {
             "source": str(adapter_dir.resolve()), "lora": plain(entry.lora),
             "adapter_sha256": file_sha256(adapter_weights_path(adapter_dir, stage)),
             "base_weights_sha256": file_sha256(weights_path(release_dir, stage))}}
-        save_stage(out_dir, stage, merged, str(entry.model), entry.kwargs, extra=extra,
-                   meta=meta, audio=base_config.get("audio"))
+        save_stage(out_dir, stage, merged, extra=extra, meta=meta,
+                   audio=base_config.get("audio"))
     return out_dir
 
 

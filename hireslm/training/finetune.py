@@ -14,9 +14,8 @@ for the DiT's input projection and first block); a prefix matches whole name com
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -108,18 +107,17 @@ def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     return frozen
 
 
-def export_model(cfg: DictConfig, stage: str, model: nn.Module, model_name: str,
-                 model_kwargs: Mapping[str, Any]) -> nn.Module:
-    """The plain ``model_name`` model to release (adapters merged); call with the EMA weights in.
+def export_model(cfg: DictConfig, stage: str, model: nn.Module) -> nn.Module:
+    """The plain model to release (adapters merged); call with the EMA weights in.
 
     With LoRA adapters, also writes them alone (with their config and the base release's
     identity) to ``adapter_dir(cfg)``, for ``hireslm release merge-lora``.
     """
     if has_lora(model):
         base = cfg.get("init_from")
-        save_adapter(adapter_dir(cfg), stage, model, model_name, model_kwargs, cfg.lora,
+        save_adapter(adapter_dir(cfg), stage, model, cfg.lora,
                      base_release=resolve_path(base) if base else None)
-    return exportable(model, model_name, model_kwargs)
+    return exportable(model)
 
 
 def adapter_dir(cfg: DictConfig) -> Path:

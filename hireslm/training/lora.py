@@ -18,7 +18,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
-from hireslm.models import build_model
+from hireslm.models import build_model, model_spec
 
 
 def apply_lora(model: nn.Module, lora: Mapping[str, Any] | DictConfig | None) -> nn.Module:
@@ -60,11 +60,12 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             for key, value in clone.state_dict().items() if "lora_" not in key}
 
 
-def exportable(model: nn.Module, model_name: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
-    """``model`` itself, or (with adapters) a plain ``MODELS[model_name]`` with merged weights."""
+def exportable(model: nn.Module) -> nn.Module:
+    """``model`` itself, or (with adapters) a plain model of its spec with merged weights."""
     if not has_lora(model):
         return model
-    plain = build_model(model_name, model_kwargs)
+    spec = model_spec(model)
+    plain = build_model(spec.name, spec.kwargs)
     plain.load_state_dict(merged_state_dict(model), strict=True)
     return plain.eval()
 

@@ -162,10 +162,9 @@ class DiTStage(StageBase):
 
     def export(self, release_dir: Path) -> None:
         live = self.accelerator.unwrap_model(self.parts.models["dit"])
-        dit = export_model(self.cfg, "dit", live, str(self.cfg.model.name), self.cfg.model.kwargs)
+        dit = export_model(self.cfg, "dit", live)
         save_stage(
-            release_dir, "dit", dit, str(self.cfg.model.name), self.cfg.model.kwargs,
-            extra={
+            release_dir, "dit", dit, extra={
                 "objective": self.cfg.objective,
                 "sampling": self.cfg.get("sampling", {}),
                 "cond": COND_SOURCE if self.recovery is None else COND_SOURCE_RECOVERY,

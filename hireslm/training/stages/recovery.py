@@ -85,10 +85,9 @@ class RecoveryStage(StageBase):
 
     def export(self, release_dir: Path) -> None:
         live = self.accelerator.unwrap_model(self.parts.models["recovery"])
-        model = export_model(self.cfg, "recovery", live, str(self.cfg.model.name),
-                             self.cfg.model.kwargs)
+        model = export_model(self.cfg, "recovery", live)
         save_stage(
-            release_dir, "recovery", model, str(self.cfg.model.name), self.cfg.model.kwargs,
+            release_dir, "recovery", model,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
                   "run_dir": str(self.cfg.run_dir)},
             audio=self.audio,

@@ -100,15 +100,14 @@ class VAEStage(StageBase):
 
     def export(self, release_dir: Path) -> None:
         live = self.accelerator.unwrap_model(self.parts.models["vae"])
-        vae = export_model(self.cfg, "vae", live, str(self.cfg.model.name), self.cfg.model.kwargs)
+        vae = export_model(self.cfg, "vae", live)
         scale = measure_latent_scale(
             vae, self.mel, self.train_set, int(self.cfg.vae.get("scale_batches", 8)),
             int(self.cfg.train.batch_size), self.accelerator.device,
         )
         logger.info("VAE latent scale (1 / std of latent means) = %.4f", scale)
         save_stage(
-            release_dir, "vae", vae, str(self.cfg.model.name), self.cfg.model.kwargs,
-            extra={"latent_scale": scale},
+            release_dir, "vae", vae, extra={"latent_scale": scale},
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
                   "run_dir": str(self.cfg.run_dir)},
             audio=self.audio,

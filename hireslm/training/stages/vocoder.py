@@ -59,9 +59,7 @@ class VocoderStage(StageBase):
         self.mel = LogMelSpectrogram(self.audio)
         self.mel_loss = MultiScaleMelLoss(self.audio.sample_rate,
                                           **dict(cfg.vocoder.get("mel_loss", {})))
-        self.model_name = str(cfg.model.name)
-        self.model_kwargs = cfg.model[self.model_name]
-        generator = build_model(self.model_name, self.model_kwargs)
+        generator = build_model(str(cfg.model.name), cfg.model[str(cfg.model.name)])
         adapt_model(generator, cfg, "vocoder")
         if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
             raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
@@ -159,9 +157,9 @@ class VocoderStage(StageBase):
 
     def export(self, release_dir: Path) -> None:
         live = self.accelerator.unwrap_model(self.parts.models["generator"])
-        generator = export_model(self.cfg, "vocoder", live, self.model_name, self.model_kwargs)
+        generator = export_model(self.cfg, "vocoder", live)
         save_stage(
-            release_dir, "vocoder", generator, self.model_name, self.model_kwargs,
+            release_dir, "vocoder", generator,
             meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
                   "run_dir": str(self.cfg.run_dir)},
             audio=self.audio,
