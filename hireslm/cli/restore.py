@@ -159,8 +159,10 @@ def _summary(counts: Counter) -> str:
         or "nothing to do"
 
 
+# Speed in seconds of audio per second of wall time, always that way round: tqdm's rate_fmt
+# flips to wall seconds per audio second below real time, both printed "s/s".
 PROGRESS_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio "
-                   "[{elapsed}<{remaining}, {rate_fmt}]")
+                   "[{elapsed}<{remaining}, {rate_noinv_fmt} (audio s per s)]")
 
 
 def _dry_run(plan: Plan, force: bool) -> int:

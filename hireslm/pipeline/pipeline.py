@@ -275,8 +275,10 @@ class RestorationPipeline:
             for chunk in restored:
                 finished = overlap_add.add(chunk)  # 12.
                 yield soft_limit(apply_gain(finished, -gain_db))  # 13., 14.
-            if on_chunk is not None:
-                on_chunk(min(plan.start(index + len(batch)), total) - plan.start(index))
+            if on_chunk is not None:  # the last batch also credits the file's final overlap
+                last = index + len(batch) >= plan.num_chunks
+                end = total if last else min(plan.start(index + len(batch)), total)
+                on_chunk(end - plan.start(index))
             index += len(batch)
 
     @torch.inference_mode()
