@@ -127,3 +127,20 @@ def test_gradients_and_build_round_trip() -> None:
     _randomised(model)
     clone.load_state_dict(model.state_dict(), strict=True)
     torch.testing.assert_close(clone.eval()(x, t, c), model(x, t, c))
+
+
+def test_cond_dropout_drops_whole_rows_in_training_only() -> None:
+    model = _randomised(DiT(**TINY, cond_dropout=0.5))
+    x_t, t, cond = _inputs(64, 6)
+    with torch.no_grad():
+        kept, dropped = model(x_t, t, cond), model(x_t, t, torch.zeros_like(cond))
+        model.train()
+        torch.manual_seed(1)
+        trained = model(x_t, t, cond)
+    as_dropped = (trained - dropped).abs().amax(dim=(1, 2)) < 1e-6
+    as_kept = (trained - kept).abs().amax(dim=(1, 2)) < 1e-6
+    assert bool((as_dropped ^ as_kept).all())  # each row: all of its condition, or none
+    assert 16 <= int(as_dropped.sum()) <= 48  # about half of 64
+    model.cond_dropout = 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(model(x_t, t, cond), dropped)

@@ -24,6 +24,7 @@ from hireslm.cli.main import main
 from hireslm.evaluation.pairs import match_files
 from hireslm.fileio import file_sha256
 from hireslm.pipeline.lock import LOCK_NAME, OutputFolderLock, is_held
+from hireslm.pipeline.plan import Job, shard_jobs
 from hireslm.pipeline.provenance import read_provenance
 from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, read_report
 
@@ -95,6 +96,16 @@ def test_same_named_folders_and_files_keep_apart(release, speech, tmp_path):
     assert _restore(release, *inputs, "-o", str(out)) == 0
     assert sorted(str(Path(r["output"]).relative_to(out)) for r in _records(out)) == [
         "y2019/take.wav", "y2019/tapes/side_a.wav", "y2020/take.wav", "y2020/tapes/side_a.wav"]
+
+
+def test_shards_split_every_job_once_and_balance_bytes():
+    jobs = [Job(Path(f"/in/{i}.wav"), Path(f"/out/{i}.wav"), size)
+            for i, size in enumerate([900, 500, 400, 300, 300, 100, 0])]
+    shards = [shard_jobs(jobs, rank, 3) for rank in range(3)]
+    assert sorted(j.input for shard in shards for j in shard) == sorted(j.input for j in jobs)
+    loads = [sum(j.size_bytes for j in shard) for shard in shards]
+    assert max(loads) - min(loads) <= 300  # largest first, each to the least-loaded
+    assert shards == [shard_jobs(list(reversed(jobs)), rank, 3) for rank in range(3)]
 
 
 # -- 2. output is checked before it is written --------------------------------------------
