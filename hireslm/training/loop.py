@@ -42,6 +42,7 @@ from hireslm.training.schedules import build_lr_schedule, rebase_lr_schedule
 from hireslm.training.small_data import plan_max_steps
 from hireslm.training.stage import NonFiniteLossError, NonFiniteWeightsError, Stage, TrainingParts
 from hireslm.training.tracking import (
+    ConsoleProgress,
     init_trackers,
     log_media,
     log_scalars,
@@ -346,44 +347,51 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
     models = list(parts.models.values())
     for module in models:
         module.train()
-    for _, batch in stream:
-        with accelerator.accumulate(*models):
-            values = stage.train_step(batch, state.step)
-        samples += _batch_size(batch) * accelerator.num_processes
-        for key, value in values.items():
-            sums[key] += float(value)
-        counted += 1
-        if not accelerator.sync_gradients:
-            continue
-        state.step += 1
-        for name, ema in emas.items():
-            ema.update(accelerator.unwrap_model(parts.models[name]))
-        if state.step % log_every == 0 or state.step == max_steps:
-            elapsed = time.perf_counter() - tic
-            scalars = _reduce_mean(accelerator, {k: v / counted for k, v in sums.items()})
-            scalars.update({f"lr/{n}": s.get_last_lr()[0] for n, s in parts.schedulers.items()})
-            scalars["perf/steps_per_s"] = counted / accum / max(elapsed, 1e-9)
-            scalars["perf/samples_per_s"] = samples / max(elapsed, 1e-9)
-            log_scalars(accelerator, run_dir, {f"train/{k}" if "/" not in k else k: v
-                                               for k, v in scalars.items()}, state.step)
-            sums.clear()
-            counted, samples, tic = 0, 0, time.perf_counter()
-        stop = False
-        if val_every and (state.step % val_every == 0 or state.step == max_steps):
-            metrics = _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
-            if stopper is not None:
-                stop = _early_stopping(accelerator, stage, parts, emas, stopper, metrics,
-                                       run_dir, release_dir, state.step)
-            for module in models:
-                module.train()
-        at_ckpt = bool(ckpt_every) and (state.step % ckpt_every == 0 or state.step == max_steps)
-        if (at_ckpt or stop) and _checkpoint(accelerator, run_dir, state, parts, emas, stopper,
-                                             keep_last) is None:
-            raise NonFiniteWeightsError(
-                f"the weights are not finite after step {state.step} (the loss still was); "
-                "lower the learning rate or enable grad_clip")
-        if state.step >= max_steps or stop:
-            break
+    # The console: a bar with ETA and running loss on a terminal, else a line per log_every.
+    progress = ConsoleProgress(train.get("progress", "auto"), main=accelerator.is_main_process,
+                               total=max_steps, initial=state.step)
+    with progress:
+        for _, batch in stream:
+            with accelerator.accumulate(*models):
+                values = stage.train_step(batch, state.step)
+            samples += _batch_size(batch) * accelerator.num_processes
+            for key, value in values.items():
+                sums[key] += float(value)
+            progress.observe(values)
+            counted += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            progress.advance(state.step)
+            for name, ema in emas.items():
+                ema.update(accelerator.unwrap_model(parts.models[name]))
+            if state.step % log_every == 0 or state.step == max_steps:
+                elapsed = time.perf_counter() - tic
+                scalars = _reduce_mean(accelerator, {k: v / counted for k, v in sums.items()})
+                scalars.update({f"lr/{n}": s.get_last_lr()[0] for n, s in parts.schedulers.items()})
+                scalars["perf/steps_per_s"] = counted / accum / max(elapsed, 1e-9)
+                scalars["perf/samples_per_s"] = samples / max(elapsed, 1e-9)
+                scalars = {f"train/{k}" if "/" not in k else k: v for k, v in scalars.items()}
+                log_scalars(accelerator, run_dir, scalars, state.step)
+                progress.logged(state.step, scalars)
+                sums.clear()
+                counted, samples, tic = 0, 0, time.perf_counter()
+            stop = False
+            if val_every and (state.step % val_every == 0 or state.step == max_steps):
+                metrics = _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
+                if stopper is not None:
+                    stop = _early_stopping(accelerator, stage, parts, emas, stopper, metrics,
+                                           run_dir, release_dir, state.step)
+                for module in models:
+                    module.train()
+            at_ckpt = bool(ckpt_every) and (state.step % ckpt_every == 0 or state.step == max_steps)
+            if (at_ckpt or stop) and _checkpoint(accelerator, run_dir, state, parts, emas, stopper,
+                                                 keep_last) is None:
+                raise NonFiniteWeightsError(
+                    f"the weights are not finite after step {state.step} (the loss still was); "
+                    "lower the learning rate or enable grad_clip")
+            if state.step >= max_steps or stop:
+                break
 
 
 def _early_stopping(accelerator: Accelerator, stage: Stage, parts: TrainingParts,

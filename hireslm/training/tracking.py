@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hireslm.fileio import write_text_atomic
 
@@ -128,6 +133,80 @@ def mel_image(mel: np.ndarray) -> np.ndarray:
     lo, hi = float(np.percentile(mel, 1)), float(mel.max())
     scaled = (np.clip(mel, lo, hi) - lo) / max(hi - lo, 1e-6)
     return np.ascontiguousarray((scaled[::-1] * 255).astype(np.uint8))
+
+
+def wants_bar(setting: Any, stream: IO[str]) -> bool:
+    """``train.progress``: ``auto`` (a bar when ``stream`` is a terminal), true or false."""
+    if setting in (None, "auto"):
+        isatty = getattr(stream, "isatty", None)
+        return bool(isatty and isatty())
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"train.progress must be auto, true or false, got {setting!r}")
+
+
+class ConsoleProgress:
+    """Training progress on the console, main process only (the others' would repeat it).
+
+    With a bar (``wants_bar``): a tqdm bar of optimizer steps with its ETA and the running
+    loss, log lines printed above it. Without (a log file, a batch job's output): one log line
+    each time the loop logs its scalars, with the losses, learning rates, speed and ETA.
+    Use as a context manager: the bar closes and logging is restored however the run ends.
+    """
+
+    SMOOTHING = 0.1  # weight of the newest micro-batch in the running loss
+
+    def __init__(self, setting: Any, *, main: bool, total: int, initial: int = 0,
+                 stream: IO[str] | None = None) -> None:
+        self.main, self.total, self.initial = main, total, initial
+        self.running: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.stack = ExitStack()
+        self.bar: tqdm | None = None
+        stream = stream if stream is not None else sys.stderr
+        if main and wants_bar(setting, stream):
+            self.bar = tqdm(total=total, initial=initial, unit="step", desc="training",
+                            file=stream, dynamic_ncols=True)
+            self.stack.enter_context(logging_redirect_tqdm())
+            self.stack.callback(self.bar.close)
+
+    def __enter__(self) -> ConsoleProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def observe(self, values: Mapping[str, float]) -> None:
+        """One micro-batch's training values: fold them into the running averages."""
+        for key, value in values.items():
+            old = self.running.get(key)
+            value = float(value)
+            self.running[key] = value if old is None else old + self.SMOOTHING * (value - old)
+
+    def advance(self, step: int) -> None:
+        """The optimizer has made ``step`` updates in all."""
+        if self.bar is None:
+            return
+        shown = [k for k in self.running if "loss" in k] or list(self.running)
+        self.bar.set_postfix_str(", ".join(f"{k}={self.running[k]:.4g}" for k in shown[:3]),
+                                 refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def logged(self, step: int, scalars: Mapping[str, float]) -> None:
+        """The loop logged ``scalars`` (``train/…``, ``lr/…``) at ``step``: without a bar,
+        say so in one line."""
+        if not self.main or self.bar is not None:
+            return
+        values = [f"{k.split('/', 1)[1]} {v:.4g}" for k, v in scalars.items()
+                  if k.startswith("train/")]
+        lrs = {k: v for k, v in scalars.items() if k.startswith("lr/")}
+        rates = [f"{'lr' if len(lrs) == 1 else k} {v:.3g}" for k, v in lrs.items()]
+        elapsed = time.perf_counter() - self.started
+        speed = (step - self.initial) / max(elapsed, 1e-9)
+        eta = tqdm.format_interval((self.total - step) / speed) if speed > 0 else "?"
+        logger.info("step %d/%d (%.0f%%): %s | %s | %.3g steps/s, ETA %s", step, self.total,
+                    100 * step / max(self.total, 1), ", ".join(values) or "-",
+                    ", ".join(rates) or "-", speed, eta)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
