@@ -41,6 +41,9 @@ REQUIRED_KEYS: tuple[str, ...] = ("path", "duration", "sample_rate", "channels",
 # of speech are as good as of hours, and memory stays bounded.
 ANALYSIS_BLOCK_SECONDS = 30.0
 MAX_ANALYSIS_SECONDS = 600.0
+# The folders index_folders announced last: training reads its train and validation records
+# from the same data.folders, one after the other, and the "indexing" line should show once.
+_last_announced: dict[str, tuple[Any, ...]] = {}
 
 
 def _no_speaker(path: Path) -> str | None:
@@ -214,8 +217,12 @@ def index_folders(
                          f"got {speaker_from!r}")
     paths = find_audio_files(dirs, extensions)
     speakers = {str(p): s for p in paths if (s := speaker_of(p)) is not None}
-    logger.info("indexing %d files from %d folder(s) with %d worker(s)",
-                len(paths), len(dirs), workers)
+    announced = (tuple(str(Path(d).resolve()) for d in dirs), len(paths))
+    again = _last_announced.get("folders") == announced
+    _last_announced["folders"] = announced
+    logger.log(logging.DEBUG if again else logging.INFO,
+               "indexing %d files from %d folder(s) with %d worker(s)%s", len(paths), len(dirs),
+               workers, " again" if again else "")
     return index_files(paths, workers=workers, speakers=speakers)
 
 
