@@ -9,7 +9,6 @@ carried over to the next block, so the frames do not depend on how the stream is
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 # At 48 kHz: 2048-point frames (43 ms), hop 512 (10.7 ms); other rates keep the durations.
 REFERENCE_RATE = 48000
@@ -52,6 +51,8 @@ class Framer:
         self.channels = channels
         self.n_fft = n_fft
         self.hop = hop
+        from scipy import signal  # here: importing it takes ~0.9 s
+
         self.window = signal.get_window("hann", n_fft)
         self.weights = power_weights(n_fft, self.window)
         self._carry = np.zeros((channels, 0))
@@ -84,6 +85,8 @@ class Framer:
         length = self._carry.shape[1]
         if self.frames > 0 or length < 2:
             return np.zeros((self.channels, 0, self.bins))
+        from scipy import signal
+
         window = signal.get_window("hann", length)
         spectra = np.fft.rfft(self._carry * window, n=self.n_fft, axis=-1)
         self.frames = 1

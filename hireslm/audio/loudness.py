@@ -8,8 +8,6 @@ matches ``pyloudnorm.Meter.integrated_loudness`` (checked in the tests).
 from __future__ import annotations
 
 import numpy as np
-import pyloudnorm
-from scipy import signal
 
 # Quieter than this is treated as silence: the gain to reach the target would be absurd.
 SILENCE_LUFS = -70.0
@@ -30,6 +28,8 @@ class LoudnessMeter:
     def __init__(self, sample_rate: int, channels: int) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
+        import pyloudnorm  # here: it imports scipy.signal (~0.9 s)
+
         reference = pyloudnorm.Meter(sample_rate)
         self._stages = [(f.passband_gain, f.b, f.a) for f in reference._filters.values()]
         self._states = [
@@ -44,6 +44,8 @@ class LoudnessMeter:
 
     def update(self, block: np.ndarray) -> None:
         """Add ``(C, n)`` samples."""
+        from scipy import signal  # here: importing it takes ~0.9 s
+
         weighted = block.astype(np.float64)
         for index, (gain, b, a) in enumerate(self._stages):
             weighted, self._states[index] = signal.lfilter(

@@ -55,13 +55,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "everything, as in the paper (default: %(default)s)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--batch-size", type=int, default=4, help="chunks per model call")
-    parser.add_argument("--chunk-seconds", type=float, default=8.0)
-    parser.add_argument("--overlap-seconds", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="wav")
-    parser.add_argument("--bit-depth", choices=["16", "24", "float"], default="24")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="the models' arithmetic: bf16/fp16 autocast are faster on GPUs "
+                        "(fp16: GPUs only)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the models (default: torch's, one per physical "
+                        "core, or OMP_NUM_THREADS); see docs/benchmarks.md")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="chunks per model call (more: faster on a GPU, more memory)")
+    parser.add_argument("--chunk-seconds", type=float, default=8.0,
+                        help="length of audio the models see at once")
+    parser.add_argument("--overlap-seconds", type=float, default=0.5,
+                        help="crossfade between neighbouring chunks")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the diffusion noise (same seed, same output)")
+    parser.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="wav",
+                        help="output file format")
+    parser.add_argument("--bit-depth", choices=["16", "24", "float"], default="24",
+                        help="output sample format (float: 32-bit float)")
     parser.add_argument("--force", action="store_true",
                         help="redo files whose output already exists, also those made by "
                         "another release or other settings")

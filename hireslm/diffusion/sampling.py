@@ -8,18 +8,14 @@ and prediction type; flow matching runs a plain Euler loop over t = 1 -> 0 or di
 
 from __future__ import annotations
 
-import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerDiscreteScheduler,
-    FlowMatchEulerDiscreteScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
+from typing import TYPE_CHECKING
 
-from hireslm.diffusion.objectives import DDPMObjective, FlowMatchingObjective, Model
+import torch
+
+from hireslm.diffusion.objectives import DDPMObjective, FlowMatchingObjective, Model, randn_tensor
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 DDPM_SCHEDULERS = ("ddim", "dpmsolver++", "euler", "ddpm")
 FLOW_SCHEDULERS = ("euler", "flow_match_euler")
@@ -30,7 +26,8 @@ def build_scheduler(
 ) -> SchedulerMixin | None:
     """A fresh diffusers scheduler for ``objective`` (None for flow's plain Euler loop).
 
-    Schedulers hold per-run state, so every sampling call gets its own.
+    Schedulers hold per-run state, so every sampling call gets its own. diffusers is imported
+    only here, when one is used: the default flow-matching Euler loop needs none of it.
     """
     if isinstance(objective, FlowMatchingObjective):
         name = name or "euler"
@@ -38,6 +35,8 @@ def build_scheduler(
             raise ValueError(f"flow matching samplers: {FLOW_SCHEDULERS}, got {name!r}")
         if name == "euler":
             return None
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
         return FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=int(objective.timestep_scale), shift=1.0
         )
@@ -45,6 +44,13 @@ def build_scheduler(
         raise TypeError(f"unsupported objective {type(objective).__name__}")
     name = name or "ddim"
     config = objective.scheduler.config
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+    )
+
     if name == "ddim":
         return DDIMScheduler.from_config(config, set_alpha_to_one=True)
     if name == "dpmsolver++":

@@ -19,7 +19,6 @@ from hireslm.release import (
     store_half,
     weights_path,
 )
-from hireslm.training.adapters import merge_adapter
 
 STAGE_NAMES = ("recovery", "vae", "dit", "vocoder")
 
@@ -56,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
             store_half(args.out_dir, stage)
         return 0
     if args.action == "merge-lora":
+        # here: adapters import peft (about a second) that combine and show never need
+        from hireslm.training.adapters import merge_adapter
+
         print(merge_adapter(args.base_dir, args.adapter_dir, args.out_dir, force=args.force))
         return 0
     config = load_release_config(args.release_dir)

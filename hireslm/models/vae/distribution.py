@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 
 class DiagonalGaussian:
@@ -22,9 +21,11 @@ class DiagonalGaussian:
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """Reparameterised sample ``(B, C, L)``; differentiable in mean and log-variance."""
-        noise = randn_tensor(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+        # Drawn on the generator's device, as diffusers' randn_tensor does (same numbers),
+        # without importing diffusers.
+        device = generator.device if generator is not None else self.mean.device
+        noise = torch.randn(self.mean.shape, generator=generator, device=device,
+                            dtype=self.mean.dtype).to(self.mean.device)
         return self.mean + self.std * noise
 
     def mode(self) -> torch.Tensor:
