@@ -291,3 +291,53 @@ def test_testset_builder_layout_pairs_with_evaluate(tmp_path, librivox_files):
     assert summary["noise_5db"]["means"]["si_sdr"] == pytest.approx(5.0, abs=0.5)
     assert "clean" not in summary  # the references' own folder is not a kind
     assert summary["all"]["scored"] == 4
+
+
+def test_cli_input_scores_inputs_beside_the_restored_files(folders, tmp_path, caplog):
+    """--input: the degraded inputs (here at 5 dB SNR, 16 kHz) scored against the same
+    references, side by side with the restored files (10 dB) and the difference."""
+    ref, est = folders
+    inputs = tmp_path / "inputs"
+    for i, path in enumerate(sorted(ref.rglob("*.flac"))):
+        wave, rate = load_audio(path)
+        save_audio(inputs / path.relative_to(ref), noisy(wave, 5.0, 10 + i), rate,
+                   subtype="PCM_24")
+    out = tmp_path / "report"
+    with caplog.at_level(logging.INFO):
+        assert main(["evaluate", str(ref), str(est), "-o", str(out), "--metrics",
+                     "lsd,si_sdr", "--input", str(inputs)]) == 0
+    comparison = json.loads((out / "metrics.json").read_text())["comparison"]["all"]
+    si_sdr = comparison["columns"]["si_sdr"]
+    assert comparison["files"] == 3 and si_sdr["files"] == 3
+    assert si_sdr["input"] == pytest.approx(5.0, abs=0.5)
+    assert si_sdr["restored"] == pytest.approx(10.0, abs=0.5)
+    assert si_sdr["difference"] == pytest.approx(si_sdr["restored"] - si_sdr["input"])
+    # The "restored" files' noise fills the band above the inputs' 8 kHz, empty in the
+    # references too: their LSD is worse, and the table says so.
+    assert comparison["columns"]["lsd"]["difference"] > 0
+    rows = list(csv.DictReader(open(out / "metrics.csv", newline="")))
+    assert all(float(r["input_si_sdr"]) < float(r["si_sdr"]) for r in rows)
+    table = (out / "summary.md").read_text()
+    assert "| group | files | metric | input | restored | difference |" in table
+    row = next(line for line in table.splitlines() if "SI-SDR" in line and "**all**" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "3" and cells[5].startswith("+") and cells[5].endswith("(better)")
+    assert float(cells[5].split()[0]) == pytest.approx(float(cells[4]) - float(cells[3]),
+                                                       abs=0.11)
+    lsd_row = next(line for line in table.splitlines() if "| 3 | LSD ↓" in line)
+    assert lsd_row.rstrip(" |").endswith("(worse)") and "| +" in lsd_row
+    assert "Input vs restored" in caplog.text  # printed, not only written
+
+
+def test_input_missing_files_are_named_as_inputs(folders, tmp_path, caplog):
+    ref, est = folders
+    inputs = tmp_path / "inputs"
+    first = sorted(ref.rglob("*.flac"))[0]
+    wave, rate = load_audio(first)
+    save_audio(inputs / first.relative_to(ref), wave, rate)
+    with caplog.at_level(logging.WARNING):
+        assert main(["evaluate", str(ref), str(est), "-o", str(tmp_path / "r"), "--metrics",
+                     "si_sdr", "--input", str(inputs)]) == 0
+    assert caplog.text.count("no input file") == 2
+    comparison = json.loads((tmp_path / "r" / "metrics.json").read_text())["comparison"]
+    assert comparison["all"]["files"] == 1  # the means cover the files scored on both sides

@@ -2,8 +2,9 @@
 
 Every audio file under REF_DIR is paired with the file at the same relative path (any audio
 extension) under EST_DIR; both are resampled to 48 kHz and must be sample-aligned. Writes
-``metrics.csv``, ``metrics.json`` (per file) and ``summary.md`` (means) into OUT. See
-docs/evaluation.md.
+``metrics.csv``, ``metrics.json`` (per file) and ``summary.md`` (means) into OUT. With
+``--input DIR`` the degraded inputs are scored too, and shown beside the restored files with
+the difference. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from hireslm.audio.resample import resample
 from hireslm.evaluation.evaluate import METRICS, EvaluationOptions, FileResult, evaluate_dirs
 from hireslm.evaluation.pairs import CHANNEL_MODES, LoadedPair
 from hireslm.evaluation.plots import plot_spectrograms
-from hireslm.evaluation.report import markdown_table, summarise, write_reports
+from hireslm.evaluation.report import (
+    comparison_markdown,
+    markdown_table,
+    summarise,
+    write_reports,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 0 even when restored files are missing")
     parser.add_argument("--plots", action="store_true",
                         help="write spectrogram PNGs (input/restored/reference) to OUT/plots")
-    parser.add_argument("--input-dir", type=Path, default=None,
-                        help="degraded inputs mirroring REF_DIR (per kind with --kinds), "
-                             "for the plots' first panel")
+    parser.add_argument("--input", "--input-dir", dest="input_dir", type=Path, default=None,
+                        metavar="DIR",
+                        help="the degraded inputs, mirroring REF_DIR (per kind with --kinds): "
+                             "scored against the references too and shown beside the "
+                             "restored files with the difference; the plots' first panel")
     parser.add_argument("--max-plots", type=int, default=8,
                         help="plots per group (default: 8)")
 
@@ -73,13 +81,22 @@ def run(args: argparse.Namespace) -> int:
         evaluation = evaluate_dirs(args.ref_dir, args.est_dir, options, kinds=args.kinds,
                                    group_by_folder=args.group_by_folder, exclude=[out_dir],
                                    on_scored=on_scored)
+        inputs = None
+        if args.input_dir is not None:
+            logger.info("scoring the inputs in %s against the same references", args.input_dir)
+            inputs = evaluate_dirs(args.ref_dir, args.input_dir, options, kinds=args.kinds,
+                                   group_by_folder=args.group_by_folder, exclude=[out_dir],
+                                   estimate_name="input file")
     except (ValueError, FileNotFoundError, ImportError) as exc:
         logger.error("%s", exc)
         return 1
     settings = {"ref_dir": str(args.ref_dir), "est_dir": str(args.est_dir),
+                "input_dir": None if args.input_dir is None else str(args.input_dir),
                 "kinds": args.kinds, "group_by_folder": args.group_by_folder}
-    paths = write_reports(evaluation, out_dir, settings)
+    paths = write_reports(evaluation, out_dir, settings, inputs=inputs)
     logger.info("means:\n%s", markdown_table(evaluation, summarise(evaluation)))
+    if inputs is not None:
+        logger.info("%s", comparison_markdown(evaluation, inputs).lstrip("\n"))
     logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     status = Counter(r.status for r in evaluation.results)
     if status["missing"]:

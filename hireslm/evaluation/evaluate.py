@@ -176,10 +176,12 @@ def evaluate_pairs(
     options: EvaluationOptions = EvaluationOptions(),
     *,
     on_scored: Callable[[FileResult, LoadedPair], None] | None = None,
+    estimate_name: str = "restored file",
 ) -> list[FileResult]:
     """Load and score every pair; a bad pair becomes a ``missing``/``error`` result.
 
     ``on_scored(result, loaded)`` is called after each scored pair (plots hook in here).
+    ``estimate_name`` names the scored side in messages ("no restored file").
     """
     check_requirements(options.metrics)
     dnsmos = DnsmosScorer(options.dnsmos_fast) if "dnsmos" in options.metrics else None
@@ -190,7 +192,7 @@ def evaluate_pairs(
                             str(pair.estimate) if pair.estimate else None, "ok",
                             {c: math.nan for c in options.columns})
         if pair.estimate is None:
-            result.status, result.notes["file"] = "missing", "no restored file"
+            result.status, result.notes["file"] = "missing", f"no {estimate_name}"
         elif pair.problem:
             result.status, result.notes["file"] = "error", pair.problem
         else:
@@ -225,11 +227,13 @@ def evaluate_dirs(
     group_by_folder: bool = False,
     exclude: Iterable[str | Path] = (),
     on_scored: Callable[[FileResult, LoadedPair], None] | None = None,
+    estimate_name: str = "restored file",
 ) -> Evaluation:
-    """Score every reference under ``ref_dir`` against its restored file under ``est_dir``.
+    """Score every reference under ``ref_dir`` against its restored file under ``est_dir``
+    (or, with ``estimate_name="input file"``, its degraded input).
 
     See ``hireslm.evaluation.pairs.match_files`` for ``kinds``, ``group_by_folder`` and
-    ``exclude``; ``evaluate_pairs`` for ``on_scored``.
+    ``exclude``; ``evaluate_pairs`` for ``on_scored`` and ``estimate_name``.
     """
     matching: Matching = match_files(Path(ref_dir), Path(est_dir), kinds=kinds,
                                      group_by_folder=group_by_folder,
@@ -238,5 +242,6 @@ def evaluate_dirs(
         raise FileNotFoundError(f"{ref_dir}: no reference audio files")
     for path in matching.unmatched:
         logger.warning("%s: no reference with this relative path; not scored", path)
-    results = evaluate_pairs(matching.pairs, options, on_scored=on_scored)
+    results = evaluate_pairs(matching.pairs, options, on_scored=on_scored,
+                             estimate_name=estimate_name)
     return Evaluation(options, results, [str(p) for p in matching.unmatched])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hireslm.evaluation.compare import compare, comparison_table
 from hireslm.evaluation.evaluate import Evaluation, FileResult
 from hireslm.evaluation.pairs import ALL
 from hireslm.fileio import write_text_atomic
@@ -87,20 +88,31 @@ def markdown_table(evaluation: Evaluation, summary: dict[str, dict]) -> str:
     return text
 
 
-def _csv_text(evaluation: Evaluation) -> str:
+def _csv_text(evaluation: Evaluation, inputs: Evaluation | None = None) -> str:
+    """One row per reference; with ``inputs``, each metric of the input file follows as
+    ``input_<column>`` (empty where the input was not scored)."""
     columns = evaluation.options.columns
+    before = {} if inputs is None else {(r.group, r.key): r for r in inputs.results
+                                        if r.status == "ok"}
+    extra = [] if inputs is None else [f"input_{c}" for c in columns]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "key", "status", *columns, "duration_s", "reference",
+    writer.writerow(["group", "key", "status", *columns, *extra, "duration_s", "reference",
                      "estimate", "notes"])
     for r in evaluation.results:
         notes = "; ".join(f"{k}: {v}" for k, v in r.notes.items())
-        writer.writerow([r.group, r.key, r.status,
-                         *("" if math.isnan(r.metrics[c]) else f"{r.metrics[c]:.6g}"
-                           for c in columns),
+        source = before.get((r.group, r.key))
+        inputs_cells = [] if inputs is None else [
+            "" if source is None else _number(source.metrics[c]) for c in columns]
+        writer.writerow([r.group, r.key, r.status, *(_number(r.metrics[c]) for c in columns),
+                         *inputs_cells,
                          "" if math.isnan(r.duration_s) else f"{r.duration_s:.3f}",
                          r.reference, r.estimate or "", notes])
     return buffer.getvalue()
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6g}"
 
 
 def _json_safe(value):
@@ -114,22 +126,36 @@ def _json_safe(value):
     return value
 
 
-def _json_text(evaluation: Evaluation, summary: dict, settings: dict) -> str:
+def _json_text(evaluation: Evaluation, summary: dict, settings: dict,
+               inputs: Evaluation | None = None) -> str:
     payload = {
         "settings": {**asdict(evaluation.options), **settings},
         "summary": summary,
         "unmatched": evaluation.unmatched,
         "files": [asdict(r) for r in evaluation.results],
     }
+    if inputs is not None:
+        payload["comparison"] = compare(evaluation, inputs)
+        payload["input"] = {"summary": summarise(inputs),
+                            "files": [asdict(r) for r in inputs.results]}
     return json.dumps(_json_safe(payload), indent=1, ensure_ascii=False) + "\n"
 
 
+def comparison_markdown(evaluation: Evaluation, inputs: Evaluation) -> str:
+    """The input vs restored table (``hireslm.evaluation.compare``) under a heading."""
+    return ("\n## Input vs restored (difference = restored - input, over files scored in "
+            "both)\n\n" + comparison_table(compare(evaluation, inputs), HEADERS))
+
+
 def write_reports(
-    evaluation: Evaluation, out_dir: str | Path, settings: dict | None = None
+    evaluation: Evaluation, out_dir: str | Path, settings: dict | None = None,
+    inputs: Evaluation | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics.csv``, ``metrics.json`` and ``summary.md`` into ``out_dir``.
 
     ``settings`` (e.g. the folders compared) is stored in the JSON beside the options.
+    ``inputs``, the degraded inputs scored against the same references, adds their scores
+    to each file's row and the input vs restored comparison to the JSON and the markdown.
     Returns ``{"csv" | "json" | "markdown": path}``.
     """
     out_dir = Path(out_dir)
@@ -137,7 +163,10 @@ def write_reports(
     summary = summarise(evaluation)
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME,
              "markdown": out_dir / MARKDOWN_NAME}
-    write_text_atomic(paths["csv"], _csv_text(evaluation))
-    write_text_atomic(paths["json"], _json_text(evaluation, summary, settings or {}))
-    write_text_atomic(paths["markdown"], markdown_table(evaluation, summary))
+    write_text_atomic(paths["csv"], _csv_text(evaluation, inputs))
+    write_text_atomic(paths["json"], _json_text(evaluation, summary, settings or {}, inputs))
+    markdown = markdown_table(evaluation, summary)
+    if inputs is not None:
+        markdown += comparison_markdown(evaluation, inputs)
+    write_text_atomic(paths["markdown"], markdown)
     return paths
