@@ -384,3 +384,12 @@ def test_files_too_short_to_restore_are_kept_as_they_are(release, speech, tmp_pa
         expected = resample(source, 16000, 48000)
         assert restored.shape == expected.shape
         np.testing.assert_allclose(restored, expected, atol=2e-5)
+
+
+def test_a_single_process_rerun_merges_parts_a_killed_launch_left(release, speech, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    ReportWriter(out / "restore_report.rank1.jsonl").write({"input": "y", "status": "ok"})
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    assert sorted(r["input"] for r in _records(out)) == [str(folder / "x.wav"), "y"]
+    assert not (out / "restore_report.rank1.jsonl").exists()

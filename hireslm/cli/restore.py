@@ -154,7 +154,7 @@ def _restore(args: argparse.Namespace, plan: Plan, lock: OutputFolderLock,
             logger.info("process %d: %s", rank, dict(counts))
             return 0
         counts = lock.wait_for_ranks(world_size)
-        merge_reports(args.output_dir)
+    merge_reports(args.output_dir)  # also the parts an earlier, killed multi-process run left
     if not args.no_html:  # process 0 only: the others returned above
         write_html_report(args.output_dir)  # never raises: a page must not fail a run
     logger.info("%s; report %s", _summary(counts), args.output_dir / REPORT_NAME)
@@ -162,7 +162,7 @@ def _restore(args: argparse.Namespace, plan: Plan, lock: OutputFolderLock,
 
 
 def _summary(counts: Counter) -> str:
-    """``"5 ok, 1 failed, 2 skipped (done before)"``, in a fixed order."""
+    """``"5 ok, 1 failed, 2 skipped (done before, ...)"``, in a fixed order."""
     labels = {"ok": "ok", "silent": "silent", "failed": "failed",
               "skipped": "skipped (done before, or taken under another name)",
               "other": "kept (made otherwise; --force redoes them)"}
