@@ -16,6 +16,8 @@ The base's weights hash must match the one the adapter was trained on.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,20 +117,59 @@ def load_adapted_model(release_dir: str | os.PathLike, adapter_dir: str | os.Pat
 
 
 def merge_adapter(release_dir: str | os.PathLike, adapter_dir: str | os.PathLike,
-                  out_dir: str | os.PathLike, force: bool = False) -> Path:
+                  out_dir: str | os.PathLike, force: bool = False,
+                  overwrite: bool = False) -> Path:
     """Write a full release to ``out_dir``: ``release_dir`` with ``adapter_dir``'s adapters merged.
 
     Every stage of the base release is copied; each adapted stage is replaced by its merged
     plain model (config extras such as the DiT's objective are kept; ``meta.json`` records the
-    adapter). ``force`` skips the base weights-hash check. Returns ``out_dir``.
+    adapter). ``force`` skips the base weights-hash check. An ``out_dir`` that exists and is
+    not empty is refused unless ``overwrite``, and then replaced whole (no stage of the old
+    release is left in the new one). The release is assembled beside ``out_dir`` and renamed
+    into place, so a failed merge leaves ``out_dir`` as it was. Returns ``out_dir``.
     """
     release_dir, adapter_dir, out_dir = Path(release_dir), Path(adapter_dir), Path(out_dir)
     if out_dir.resolve() == release_dir.resolve():
         raise ValueError("merge into a new folder: out_dir must not be the base release")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise ValueError(f"{out_dir}: already exists and is not empty; merge into a new "
+                         "folder, or pass --overwrite to replace it")
     adapter = load_adapter_config(adapter_dir)
     base_config = load_release_config(release_dir)
     for stage in adapter:
         _check_base(release_dir, str(stage), adapter[stage], force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = out_dir.with_name(f".{out_dir.name}.merging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    building.mkdir()  # mode 0o777 less the umask, as a release folder made directly would be
+    try:
+        _write_merged(release_dir, adapter_dir, building, adapter, base_config, force)
+        _replace_folder(building, out_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename ``new`` onto ``target``, moving an existing ``target`` aside first."""
+    if not target.exists():
+        new.rename(target)
+        return
+    old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def _write_merged(release_dir: Path, adapter_dir: Path, out_dir: Path, adapter: DictConfig,
+                  base_config: DictConfig, force: bool) -> None:
     combine_releases(out_dir, **{str(s): release_dir for s in base_config if s != "audio"})
     base_meta = read_meta(release_dir).get("stages", {})
     for stage in map(str, adapter):
@@ -143,7 +184,6 @@ def merge_adapter(release_dir: str | os.PathLike, adapter_dir: str | os.PathLike
             "base_weights_sha256": file_sha256(weights_path(release_dir, stage))}}
         save_stage(out_dir, stage, merged, extra=extra, meta=meta,
                    audio=base_config.get("audio"))
-    return out_dir
 
 
 def _entry(adapter_dir: str | os.PathLike, stage: str) -> DictConfig:

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     merge.add_argument("out_dir", help="release folder to write (must not be base_dir)")
     merge.add_argument("--force", action="store_true",
                        help="merge even if base_dir's weights are not the adapter's base")
+    merge.add_argument("--overwrite", action="store_true",
+                       help="replace out_dir if it exists and is not empty (refused otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         # here: adapters import peft (about a second) that combine and show never need
         from hireslm.training.adapters import merge_adapter
 
-        print(merge_adapter(args.base_dir, args.adapter_dir, args.out_dir, force=args.force))
+        print(merge_adapter(args.base_dir, args.adapter_dir, args.out_dir, force=args.force,
+                            overwrite=args.overwrite))
         return 0
     config = load_release_config(args.release_dir)
     print(OmegaConf.to_yaml(config))
