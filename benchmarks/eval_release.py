@@ -145,7 +145,7 @@ def vocoder_only(pipeline: RestorationPipeline):
         # The pipeline's level handling: the vocoder learnt speech at about -20 LUFS.
         gain_db = loudness_gain_db(measure_loudness(wave, 48000), RestoreOptions().target_lufs)
         mel = pipeline.mel(torch.from_numpy(apply_gain(wave, gain_db)))
-        rendered = pipeline.models["vocoder"](mel)[..., : wave.shape[-1]].numpy()
+        rendered = pipeline.vocoder(mel)[..., : wave.shape[-1]].numpy()
         return apply_gain(rendered, -gain_db)
     return process
 

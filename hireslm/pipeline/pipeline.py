@@ -46,7 +46,10 @@ from hireslm.audio.loudness import measure_loudness
 from hireslm.config import plain
 from hireslm.diffusion.objectives import build_objective
 from hireslm.diffusion.sampling import build_scheduler, sample
-from hireslm.models.recovery import PRETRAINED_RECOVERY, WaveRecovery
+from hireslm.models.dit import DiT
+from hireslm.models.recovery import PRETRAINED_RECOVERY, RecoveryNet, WaveRecovery
+from hireslm.models.vae import MelVAE
+from hireslm.models.vocoder import Vocoder
 from hireslm.pipeline.chunking import ChunkPlan, OverlapAdd, iter_chunks
 from hireslm.pipeline.fusion import fuse_bands
 from hireslm.pipeline.gate import GateStats, gated_recovery
@@ -74,25 +77,24 @@ class RestorationPipeline:
     """The three stages (and optional recovery) of a release, ready to restore audio.
 
     Args:
-        models: stage name -> module: ``vae``, ``dit``, ``vocoder`` and optionally a trained
-            mel ``recovery``.
+        vae, dit, vocoder: the generative stages.
         specs: stage name -> its release entry (``model``, ``kwargs`` and stage extras such as
             the VAE's ``latent_scale`` and the DiT's ``objective`` and ``sampling``).
         audio: the audio front end the stages were trained with.
+        mel_recovery: a trained mel recovery model (the release's ``recovery`` stage), or
         wave_recovery: a pretrained waveform recovery (``PRETRAINED_RECOVERY``), named by the
             release's ``recovery`` entry in place of a trained mel one.
     """
 
     def __init__(
-        self, models: Mapping[str, nn.Module], specs: Mapping[str, Mapping[str, Any]],
-        audio: AudioConfig, wave_recovery: WaveRecovery | None = None,
+        self, *, vae: MelVAE, dit: DiT, vocoder: Vocoder,
+        specs: Mapping[str, Mapping[str, Any]], audio: AudioConfig,
+        mel_recovery: RecoveryNet | None = None, wave_recovery: WaveRecovery | None = None,
     ) -> None:
-        missing = [s for s in REQUIRED_STAGES if s not in models]
-        if missing:
-            raise ValueError(f"pipeline needs stages {missing}")
-        if wave_recovery is not None and "recovery" in models:
+        if wave_recovery is not None and mel_recovery is not None:
             raise ValueError("a release has one recovery stage: a mel model or a waveform one")
-        self.models = {name: model.eval() for name, model in models.items()}
+        self.vae, self.dit, self.vocoder = vae.eval(), dit.eval(), vocoder.eval()
+        self.mel_recovery = None if mel_recovery is None else mel_recovery.eval()
         self.specs = {name: dict(spec) for name, spec in specs.items()}
         self.wave_recovery = wave_recovery
         self.audio = audio
@@ -131,20 +133,29 @@ class RestorationPipeline:
             stages.remove("recovery")
         models = {stage: load_stage(release_dir, stage, device) for stage in stages}
         with config_errors(release_dir, "pipeline settings"):
-            pipeline = cls(models, specs, audio, wave_recovery=wave_recovery)
+            pipeline = cls(vae=models["vae"], dit=models["dit"], vocoder=models["vocoder"],
+                           specs=specs, audio=audio, mel_recovery=models.get("recovery"),
+                           wave_recovery=wave_recovery)
         return pipeline.to(device)
 
     def save_pretrained(self, release_dir: str | Path) -> Path:
         """Write a release folder that ``from_pretrained`` loads back identically."""
+        trained = self.trained_stages()
         for stage, spec in self.specs.items():
             extra = {k: v for k, v in spec.items() if k not in ("model", "kwargs")}
-            if stage in self.models:
-                save_stage(release_dir, stage, self.models[stage], extra=extra,
-                           audio=self.audio)
+            if stage in trained:
+                save_stage(release_dir, stage, trained[stage], extra=extra, audio=self.audio)
             else:
                 save_pretrained_entry(release_dir, stage, spec["model"],
                                       spec.get("kwargs", {}), extra=extra)
         return Path(release_dir)
+
+    def trained_stages(self) -> dict[str, nn.Module]:
+        """The release's own models by stage name (the pretrained waveform recovery aside)."""
+        stages = {"vae": self.vae, "dit": self.dit, "vocoder": self.vocoder}
+        if self.mel_recovery is not None:
+            stages["recovery"] = self.mel_recovery
+        return stages
 
     @property
     def recovery_name(self) -> str | None:
@@ -153,7 +164,7 @@ class RestorationPipeline:
 
     def to(self, device: str | torch.device) -> RestorationPipeline:
         self.device = torch.device(device)
-        for model in self.models.values():
+        for model in self.trained_stages().values():
             model.to(self.device)
         self.mel.to(self.device)
         return self
@@ -249,7 +260,7 @@ class RestorationPipeline:
         """Steps 6-14 over a stream of normalised (and recovered) ``(C, n)`` blocks."""
         sr = self.audio.sample_rate
         # Chunks are whole latent frames long, so chunk borders fall on frame borders.
-        frame = self.audio.hop_length * int(self.models["vae"].downsample)
+        frame = self.audio.hop_length * int(self.vae.downsample)
         size = max(1, round(options.chunk_seconds * sr / frame)) * frame
         # A file shorter than one chunk is one chunk of its own length: padding a 1 s clip
         # to 8 s made short clips cost 8x.
@@ -298,23 +309,23 @@ class RestorationPipeline:
         with autocast:
             with self._timed("mel"):
                 mel = self.mel(chunks.to(device))  # 7. (B, n_mels, T)
-                if "recovery" in self.models:
-                    mel = self.models["recovery"](mel)
+                if self.mel_recovery is not None:
+                    mel = self.mel_recovery(mel)
             with self._timed("encode"):
-                z_cond = self.models["vae"].encode(mel).mode() * self.latent_scale  # 8.
+                z_cond = self.vae.encode(mel).mode() * self.latent_scale  # 8.
             num_steps = self.default_steps if options.num_steps is None else options.num_steps
             with self._timed("diffusion"):
                 z_0 = z_cond if num_steps == 0 else sample(  # 9.
-                    self.models["dit"], self.objective, z_cond, num_steps,
+                    self.dit, self.objective, z_cond, num_steps,
                     scheduler=options.scheduler or self.default_scheduler,
                     latent_channels=z_cond.shape[1], noise=_row_noise(z_cond, seeds),
                     init=z_cond, strength=options.strength,
                 )
             with self._timed("decode"):
-                mel_hat = self.models["vae"].decode(z_0 / self.latent_scale)  # 10.
+                mel_hat = self.vae.decode(z_0 / self.latent_scale)  # 10.
                 mel_hat = mel_hat[..., : mel.shape[-1]]
             with self._timed("vocoder"):
-                wave = self.models["vocoder"](mel_hat.float())[..., :samples]
+                wave = self.vocoder(mel_hat.float())[..., :samples]
         return wave.float().cpu().numpy().reshape(rows, samples)
 
     def _timed(self, stage: str):
