@@ -68,3 +68,23 @@ def test_the_bar_ends_at_100_percent_in_audio_seconds_per_second(tmp_path, capsy
     bar = [line for line in last if line.startswith("restoring")][-1]
     assert "100%" in bar and "6.6/6.6 s of audio" in bar, bar
     assert "(audio s per s)" in bar, bar
+
+
+def test_a_failed_file_is_credited_too(pipeline, tmp_path, capsys):
+    """A file that fails after its header was read (NaN samples) still counts as done."""
+    nan = np.zeros((1, 16000), np.float32)
+    nan[0, 8000] = np.nan
+    source = tmp_path / "nan.wav"
+    sf.write(source, nan.T, 16000, subtype="FLOAT")
+    credited: list[float] = []
+    with pytest.raises(ValueError, match="NaN"):
+        restore_file(pipeline, source, tmp_path / "out.wav", on_progress=credited.append)
+    assert sum(credited) == pytest.approx(1.0)
+    release = make_tiny_release(tmp_path / "release")
+    save_audio(tmp_path / "in" / "good.wav", _speech(16000, 1.5), 16000)
+    source.rename(tmp_path / "in" / "nan.wav")
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--checkpoint", str(release), "--chunk-seconds", "1.0"]) == 1
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    bar = [line for line in lines if line.startswith("restoring")][-1]
+    assert "100%" in bar and "2.5/2.5 s of audio" in bar, bar

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from hireslm.audio import atomic_audio_writer, loudness_gain_db
+from hireslm.audio import atomic_audio_writer, audio_info, loudness_gain_db
+from hireslm.audio.errors import AudioError
 from hireslm.pipeline.gate import GateStats
 from hireslm.pipeline.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.output_check import OutputCheck
@@ -53,8 +54,10 @@ def restore_file(
     The input is read twice in blocks (analysis, then restoration) and the output written
     through a temp file renamed into place at the end, so memory does not grow with the
     file's length and an interrupted run leaves no partial output. Digital silence is
-    written as silence with a warning. ``on_progress(seconds)`` reports input seconds done;
-    ``comment`` goes into the output's comment tag (what made it).
+    written as silence with a warning. ``on_progress(seconds)`` reports input seconds done,
+    adding up to the file's duration, also when it fails (the rest is credited then, so a
+    progress bar over many files still ends at 100%); ``comment`` goes into the output's
+    comment tag (what made it).
 
     Raises:
         UnreadableAudioError, EmptyAudioError, NonFiniteAudioError, UnsupportedAudioError:
@@ -63,7 +66,38 @@ def restore_file(
             written.
         ValueError: when the output would overwrite the input.
     """
-    input_path, output_path = Path(input_path), Path(output_path)
+    if on_progress is None:
+        return _restore_file(pipeline, Path(input_path), Path(output_path), options, subtype,
+                             None, comment)
+    credited = 0.0
+
+    def counted(seconds: float) -> None:
+        nonlocal credited
+        credited += seconds
+        on_progress(seconds)
+
+    try:
+        return _restore_file(pipeline, Path(input_path), Path(output_path), options, subtype,
+                             counted, comment)
+    except Exception:
+        rest = _duration(input_path) - credited
+        if rest > 0:
+            on_progress(rest)
+        raise
+
+
+def _duration(path: str | Path) -> float:
+    """The input's duration from its header; 0 when even that cannot be read."""
+    try:
+        return float(audio_info(path).duration)
+    except AudioError:
+        return 0.0
+
+
+def _restore_file(pipeline: RestorationPipeline, input_path: Path, output_path: Path,
+                  options: RestoreOptions, subtype: str,
+                  on_progress: Callable[[float], None] | None,
+                  comment: str | None) -> RestoredFile:
     if output_path.resolve() == input_path.resolve():
         raise ValueError(f"{output_path}: refusing to overwrite the input")
     start = time.perf_counter()
