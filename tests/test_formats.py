@@ -14,7 +14,9 @@ from release_factory import make_tiny_release
 from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
 from hireslm.audio.errors import UnreadableAudioError
 from hireslm.audio.io import AUDIO_EXTENSIONS
+from hireslm.cli.analyze import analysis_record
 from hireslm.cli.main import main
+from hireslm.data.manifest import describe_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
 
@@ -121,6 +123,13 @@ def test_a_cut_m4a_is_reported_not_skipped(tmp_path):
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(UnreadableAudioError, match="cut.m4a"):
         audio_info(cut)
+
+
+def test_training_refuses_what_it_cannot_seek_in_and_analysis_calls_aac_lossy(tmp_path):
+    path = encode(tmp_path / "voice.m4a", _speech(16000, 1), 16000, "aac", bit_rate=32000)
+    with pytest.raises(UnreadableAudioError, match="convert it to FLAC or WAV"):
+        describe_file(path)
+    assert analysis_record(path)["analysis"][0]["lossy_format"] is True
 
 
 @pytest.fixture(scope="module")

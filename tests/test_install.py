@@ -106,3 +106,18 @@ def test_the_checkout_finds_the_same_files():
     assert (resources.DATA_DIR / "hireslm-demo").resolve() == ROOT / "checkpoints" / "hireslm-demo"
     assert resources.config_path("degradations.yaml").resolve() == (
         ROOT / "configs" / "degradations.yaml")
+
+
+def test_a_missing_default_release_says_how_to_get_one(installed, tmp_path):
+    site = Path(_run([str(installed / "python"), "-c",
+                      "import hireslm.resources as r; print(r.DATA_DIR)"], cwd=tmp_path)
+                .stdout.strip())
+    packaged, aside = site / "hireslm-demo", site / "hireslm-demo.aside"
+    packaged.rename(aside)
+    try:
+        done = _run([str(installed / "hireslm"), "restore", str(EXAMPLE), "-o", "out"],
+                    cwd=tmp_path, check=False)
+    finally:
+        aside.rename(packaged)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no default release found" in done.stderr and "--checkpoint DIR" in done.stderr

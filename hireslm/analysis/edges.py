@@ -11,8 +11,11 @@ from hireslm.analysis.spectrum import LongTermSpectrum
 
 # soundfile subtypes that are lossy perceptual codecs (they low-pass and zero bands). ADPCM
 # and companding (mu-law, A-law) are lossy too but add noise instead of cutting the band.
+# libsndfile's subtypes, then FFmpeg's codec names (files read through PyAV).
 PERCEPTUAL_CODECS = frozenset(
-    {"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS", "OPUS", "GSM610"}
+    {"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS", "OPUS", "GSM610",
+     "AAC", "AAC_LATM", "MP2", "MP3", "AC3", "EAC3", "WMAV1", "WMAV2", "WMAPRO", "AMR_NB",
+     "AMR_WB", "GSM", "GSM_MS"}
 )
 # Holes are counted up to here: even good encoders code the top octave sparsely (Vorbis,
 # MP3's sfb21), so holes above it say "lossy" without saying "damaged".

@@ -26,7 +26,7 @@ from hireslm.pipeline.plan import Plan, plan_jobs, shard_jobs
 from hireslm.pipeline.provenance import make_provenance
 from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, part_name
 from hireslm.release import ReleaseError
-from hireslm.resources import default_release
+from hireslm.resources import default_release, missing_release_message
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.dry_run:
         return _dry_run(plan, args.force)
+    if args.checkpoint == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_dir():
+        logger.error("%s", missing_release_message())
+        return 2
     try:
         with OutputFolderLock(args.output_dir, rank) as lock:
             return _restore(args, plan, lock, world_size)

@@ -30,6 +30,7 @@ from hireslm.audio import (
     estimate_bandwidth,
     measure_loudness,
 )
+from hireslm.audio.av_io import AvInfo
 from hireslm.audio.io import AUDIO_EXTENSIONS
 from hireslm.audiotree import scan_audio
 from hireslm.fileio import atomic_path
@@ -97,10 +98,15 @@ def describe_file(path: str | os.PathLike) -> dict[str, Any]:
     """Measure one file and return its manifest record (without speaker/split).
 
     Raises:
-        UnreadableAudioError, EmptyAudioError, NonFiniteAudioError.
+        UnreadableAudioError (also for formats only FFmpeg reads: crops need exact seeks),
+        EmptyAudioError, NonFiniteAudioError.
     """
     path = Path(path).resolve()
     info = audio_info(path)
+    if isinstance(info, AvInfo):
+        raise UnreadableAudioError(
+            f"{path}: {info.subtype} is read through FFmpeg, which cannot seek to a sample, and "
+            "training reads random crops: convert it to FLAC or WAV first")
     sample_rate, channels = int(info.samplerate), int(info.channels)
     if info.frames <= 0:
         raise EmptyAudioError(f"{path}: no samples")

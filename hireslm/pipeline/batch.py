@@ -119,7 +119,8 @@ def _restore_one(pipeline: RestorationPipeline, job: Job, options: RestoreOption
         result = restore_file(pipeline, job.input, job.output, options, subtype=subtype,
                               on_progress=on_progress, comment=provenance_comment(provenance))
     except (AudioError, OSError, RuntimeError, ValueError) as exc:
-        logger.error("%s: %s", job.input, exc)
+        message = str(exc)  # audio errors name the file already
+        logger.error("%s", message if str(job.input) in message else f"{job.input}: {message}")
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "output": None}
     if result.warnings:
         logger.warning("%s: %s", job.input, "; ".join(result.warnings))
