@@ -16,12 +16,13 @@ from release_factory import make_tiny_release
 from safetensors.torch import load_file
 
 from hireslm.audio import load_audio
+from hireslm.cli import release as release_cli
 from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders, write_manifest
 from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
 from hireslm.release import ReleaseError, load_release_config, load_stage, read_meta, save_stage
-from hireslm.training import fit, release_cli
+from hireslm.training import fit
 from hireslm.training.adapters import (
     adapter_weights_path,
     load_adapted_model,

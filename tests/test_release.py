@@ -100,7 +100,7 @@ def test_combine_refuses_mixed_audio_front_ends(tmp_path) -> None:
 def test_release_command_combines_and_shows(tmp_path, capsys) -> None:
     import argparse
 
-    from hireslm.training import release_cli
+    from hireslm.cli import release as release_cli
 
     _save(tmp_path / "a", "vae", VAE, extra={"latent_scale": 1.5})
     _save(tmp_path / "b", "vocoder", VOCOS)
@@ -121,7 +121,7 @@ def test_release_command_combines_and_shows(tmp_path, capsys) -> None:
 def test_fp16_storage_halves_a_stage_and_loads_back_as_float32(tmp_path) -> None:
     import argparse
 
-    from hireslm.training import release_cli
+    from hireslm.cli import release as release_cli
 
     vocoder = _save(tmp_path / "a", "vocoder", VOCOS)
     before = (tmp_path / "a" / "vocoder.safetensors").stat().st_size

@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 from release_factory import make_tiny_release
 
 from hireslm.audio import AudioConfig, load_audio, save_audio
+from hireslm.cli import release as release_cli
 from hireslm.models import build_model
 from hireslm.pipeline import RestorationPipeline
 from hireslm.release import ReleaseError, load_stage, verify_weights
-from hireslm.training import release_cli
 from hireslm.training.stage import init_from_release
 
 REPO = Path(__file__).resolve().parents[1]

@@ -354,7 +354,7 @@ def test_fine_tune_starts_from_release_weights(tmp_path, vae_release) -> None:
 def test_train_command_runs_in_process(tmp_path) -> None:
     import argparse
 
-    from hireslm.training import cli
+    from hireslm.cli import train as cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

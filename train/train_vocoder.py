@@ -7,7 +7,7 @@ Multi-GPU: `accelerate launch train/train_vocoder.py --config ... run_dir=runs/v
 
 import sys
 
-from hireslm.training.cli import main
+from hireslm.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main("vocoder"))

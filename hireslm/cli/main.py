@@ -27,8 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("hireslm.cli.analyze", "measure each file's damage (bandwidth, noise, ...)"),
     "degrade": ("hireslm.cli.degrade", "make degraded copies of clean files (paired test sets)"),
     "evaluate": ("hireslm.cli.evaluate", "score restored files against clean references"),
-    "train": ("hireslm.training.cli", "train a stage from its config (accelerate-aware)"),
-    "release": ("hireslm.training.release_cli",
+    "train": ("hireslm.cli.train", "train a stage from its config (accelerate-aware)"),
+    "release": ("hireslm.cli.release",
                 "combine stage releases into one, show one, or merge a LoRA adapter"),
     "data": ("hireslm.cli.data", "build and inspect data manifests"),
 }
