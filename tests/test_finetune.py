@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from release_factory import make_tiny_release
 from safetensors.torch import load_file
 
@@ -33,6 +33,7 @@ from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.data import split_records
 from hireslm.training.early_stopping import EarlyStopping
 from hireslm.training.lora import apply_lora
+from hireslm.training.settings import TrainSettings
 from hireslm.training.small_data import holdout_split, plan_max_steps
 from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
@@ -222,7 +223,7 @@ def test_small_data_guards(studio_manifest) -> None:
 
     dataset = PairedSpeechDataset(train, 0.2, length=64)
     base = {"batch_size": 2, "max_steps": 1000}
-    train_cfg = load_config(RECIPES / "dit_lora.yaml").train
+    train_cfg = TrainSettings.from_dict(load_config(RECIPES / "dit_lora.yaml").train)
     assert plan_max_steps(dataset, _train_cfg(base, max_epochs=10), 1) == 15  # 10 x 3 / 2
     assert plan_max_steps(dataset, _train_cfg(base), 2) == 1000
     with pytest.raises(ValueError, match="only 3 training files for an effective batch of 4"):
@@ -248,8 +249,8 @@ def test_small_data_guards(studio_manifest) -> None:
         "valid"]
 
 
-def _train_cfg(values: dict, **extra) -> DictConfig:
-    return OmegaConf.create({**values, **extra})
+def _train_cfg(values: dict, **extra) -> TrainSettings:
+    return TrainSettings.from_dict({**values, **extra})
 
 
 def test_vocoder_lora_adapter_merges_into_the_release(tmp_path, base_release) -> None:

@@ -110,7 +110,9 @@ def split_records(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[dict[str,
         logger.info("data.holdout: %d files for validation, %d for training",
                     len(valid), len(train))
         return train, valid
-    valid = load_records(data, "valid")
+    # Without a manifest both splits are every file under data.folders: index them once.
+    from_folders = not (data.get("valid_manifest") or data.get("train_manifest"))
+    valid = list(train) if from_folders else load_records(data, "valid")
     shared = {str(r["path"]) for r in train} & {str(r["path"]) for r in valid}
     if shared:
         message = (f"{len(shared)} of {len(valid)} validation files are training files: "
@@ -130,18 +132,19 @@ def _has_valid_split(data: DictConfig) -> bool:
         r.get("split") == "valid" for r in read_manifest(resolve_path(manifest)))
 
 
-def make_loader(dataset: Dataset, cfg: DictConfig, shuffle: bool) -> DataLoader:
-    """A loader over ``dataset`` with ``cfg.train.batch_size``; accelerate shards it later."""
-    workers = int(cfg.data.get("num_workers", 0))
+def make_loader(dataset: Dataset, data: DictConfig, batch_size: int,
+                shuffle: bool) -> DataLoader:
+    """A loader over ``dataset`` with ``data.num_workers``; accelerate shards it later."""
+    workers = int(data.get("num_workers", 0))
     return DataLoader(
         dataset,
-        batch_size=int(cfg.train.batch_size),
+        batch_size=batch_size,
         shuffle=shuffle,
         drop_last=shuffle,
         num_workers=workers,
         # Workers are recreated each epoch so they see the dataset's new epoch (set_epoch).
         persistent_workers=False,
-        pin_memory=bool(cfg.data.get("pin_memory", False)),
+        pin_memory=bool(data.get("pin_memory", False)),
     )
 
 

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from hireslm.training.settings import EarlyStoppingSettings
+
 MODES = ("min", "max")
 
 
@@ -43,12 +45,17 @@ class EarlyStopping:
         self.stopped = False
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> EarlyStopping | None:
-        """From ``train.early_stopping`` (None or without ``patience``: off)."""
-        if not config or not config.get("patience"):
+    def from_config(cls, config: EarlyStoppingSettings | Mapping[str, Any] | None,
+                    ) -> EarlyStopping | None:
+        """From ``train.early_stopping``, typed or as a mapping (None or without
+        ``patience``: off)."""
+        if config is None:
             return None
-        return cls(str(config.get("metric", "loss")), int(config["patience"]),
-                   float(config.get("min_delta", 0.0)), str(config.get("mode", "min")))
+        if not isinstance(config, EarlyStoppingSettings):
+            config = EarlyStoppingSettings.from_dict(config)
+        if not config.patience:
+            return None
+        return cls(config.metric, config.patience, config.min_delta, config.mode)
 
     def update(self, metrics: Mapping[str, float], step: int) -> bool:
         """Record one validation's ``metrics`` (keys without ``val/``); True if it improved.

@@ -5,6 +5,7 @@ come from the ``init_from`` release, so recipes work with any release).
 Every stage builds its model through ``adapt_model`` (``init_from``, then ``lora``, then
 ``freeze``) and exports it through ``export_model`` (a plain model with any adapters merged;
 with LoRA the adapters alone are also written to ``train.adapter_dir``).
+``init_from_release`` loads a release's weights (checked against its ``meta.json``).
 
 ``freeze`` is a list of parameter-name prefixes of the stage's model (``[in_proj, blocks.0]``
 for the DiT's input projection and first block); a prefix matches whole name components, so
@@ -14,18 +15,19 @@ for the DiT's input projection and first block); a prefix matches whole name com
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_model
 from torch import nn
 
 from hireslm.config import freeze
-from hireslm.release import ReleaseError, load_release_config
+from hireslm.release import ReleaseError, load_release_config, verify_weights, weights_path
 from hireslm.training.adapters import ADAPTER_DIR, save_adapter
 from hireslm.training.data import resolve_path
 from hireslm.training.lora import apply_lora, exportable, has_lora
-from hireslm.training.stage import init_from_release
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +40,9 @@ def inherit_from_release(cfg: DictConfig) -> DictConfig:
     """With ``init_from``, take the stage's model (and fields the release fixes) from the release.
 
     Strict loading needs the release's exact model, so a fine-tuning recipe need not repeat
-    its sizes: ``model.name`` and its kwargs (``model.kwargs``, or ``model.<name>`` for the
-    vocoder) are replaced by the release's, and so are ``RELEASE_FIELDS[stage]`` (the DiT's
-    objective and sampling). Returns ``cfg`` unchanged without ``init_from`` or ``stage``.
+    its sizes: ``model.name`` and ``model.kwargs`` are replaced by the release's, and so are
+    ``RELEASE_FIELDS[stage]`` (the DiT's objective and sampling). Returns ``cfg`` unchanged
+    without ``init_from`` or ``stage``.
     """
     source, stage = cfg.get("init_from"), cfg.get("stage")
     if not source or not stage:
@@ -52,10 +54,9 @@ def inherit_from_release(cfg: DictConfig) -> DictConfig:
     entry = OmegaConf.to_container(config[stage], resolve=True)
     merged = OmegaConf.to_container(cfg, resolve=True)
     name = str(entry["model"])
-    kwargs_key = "kwargs" if "kwargs" in merged["model"] else name
-    before = (merged["model"].get("name"), merged["model"].get(kwargs_key))
+    before = (merged["model"].get("name"), merged["model"].get("kwargs"))
     merged["model"]["name"] = name
-    merged["model"][kwargs_key] = entry["kwargs"]
+    merged["model"]["kwargs"] = entry["kwargs"]
     if before != (name, entry["kwargs"]):
         logger.info("init_from %s: %s model %s %s from the release", release, stage, name,
                     entry["kwargs"])
@@ -107,19 +108,35 @@ def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     return frozen
 
 
-def export_model(cfg: DictConfig, stage: str, model: nn.Module) -> nn.Module:
+def export_model(cfg: DictConfig, stage: str, model: nn.Module,
+                 adapters: str | os.PathLike | None = None) -> nn.Module:
     """The plain model to release (adapters merged); call with the EMA weights in.
 
     With LoRA adapters, also writes them alone (with their config and the base release's
-    identity) to ``adapter_dir(cfg)``, for ``hireslm release merge-lora``.
+    identity) to ``adapters`` (``train.adapter_dir``; default ``run_dir/adapter``, beside
+    ``run_dir/release``), for ``hireslm release merge-lora``.
     """
     if has_lora(model):
         base = cfg.get("init_from")
-        save_adapter(adapter_dir(cfg), stage, model, cfg.lora,
+        save_adapter(Path(adapters or Path(cfg.run_dir) / ADAPTER_DIR), stage, model, cfg.lora,
                      base_release=resolve_path(base) if base else None)
     return exportable(model)
 
 
-def adapter_dir(cfg: DictConfig) -> Path:
-    """``train.adapter_dir``, default ``run_dir/adapter`` (beside ``run_dir/release``)."""
-    return Path(cfg.train.get("adapter_dir") or Path(cfg.run_dir) / ADAPTER_DIR)
+def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
+    """Start from ``cfg.init_from``'s weights for ``stage`` (fine-tuning), when it is set.
+
+    The release must hold ``stage`` with the same model name and kwargs as ``cfg.model``
+    describes; its weights must match the sha256 its ``meta.json`` records
+    (``verify_weights``), and loading is strict. A resumed run then overrides these with its
+    checkpoint.
+    """
+    source = cfg.get("init_from")
+    if not source:
+        return
+    release = resolve_path(source)
+    config = load_release_config(release)
+    if stage not in config or not weights_path(release, stage).is_file():
+        raise ReleaseError(f"init_from: stage '{stage}' is not in release {release}")
+    verify_weights(release, stage)
+    load_model(model, str(weights_path(release, stage)), strict=True)

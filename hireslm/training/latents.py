@@ -201,6 +201,7 @@ def cache_from_config(cfg: Any, out_dir: str | os.PathLike, passes: int = 1,
     from hireslm.audio import AudioConfig
     from hireslm.release import load_release_config, load_stage
     from hireslm.training.data import build_datasets, data_fingerprint, resolve_path
+    from hireslm.training.settings import TrainSettings
 
     release = resolve_path(cfg.dit.vae_release)
     recovery_release = cfg.dit.get("recovery_release")
@@ -214,7 +215,7 @@ def cache_from_config(cfg: Any, out_dir: str | os.PathLike, passes: int = 1,
     return write_latent_cache(
         out_dir, vae, LogMelSpectrogram(audio), train_set, scale=scale,
         source_id=latent_source_id(release, recovery_release), passes=passes, recovery=recovery,
-        batch_size=batch_size or int(cfg.train.batch_size),
+        batch_size=batch_size or TrainSettings.from_dict(cfg.train).batch_size,
         num_workers=int(cfg.data.get("num_workers", 0)), device=device,
         info={"vae_release": str(release), "data": data_fingerprint(cfg)},
     )

@@ -14,8 +14,9 @@ import logging
 import pickle
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ from hireslm.training.resume_state import (
     save_rng_state,
 )
 from hireslm.training.schedules import build_lr_schedule, rebase_lr_schedule
+from hireslm.training.settings import (
+    Settings,
+    TrainSettings,
+    check_data_keys,
+    check_model_section,
+)
 from hireslm.training.small_data import plan_max_steps
 from hireslm.training.stage import NonFiniteLossError, NonFiniteWeightsError, Stage, TrainingParts
 from hireslm.training.tracking import (
@@ -46,7 +53,6 @@ from hireslm.training.tracking import (
     init_trackers,
     log_media,
     log_scalars,
-    tracker_names,
     truncate_metrics,
 )
 
@@ -69,9 +75,34 @@ class TrainState:
         self.generator = generator
 
 
+@dataclass
+class RunState:
+    """What the loop's helpers share during one ``fit`` (as DAC's ``State``).
+
+    ``parts`` are the prepared objects, ``emas`` the averaged copies of ``parts.ema_models``,
+    ``state`` the checkpointed step and generator, ``stopper`` the early stopping (or None),
+    ``max_steps`` the planned optimizer steps and ``release_dir`` where exports go.
+    """
+
+    accelerator: Accelerator
+    stage: Stage
+    parts: TrainingParts
+    emas: dict[str, EMA]
+    state: TrainState
+    settings: Settings
+    cfg: DictConfig
+    run_dir: Path
+    release_dir: Path
+    max_steps: int
+    stopper: EarlyStopping | None
+
+
 def fit(stage: Stage, cfg: DictConfig) -> Path:
     """Train ``stage`` per ``cfg`` (resuming from the run's latest checkpoint) and export.
 
+    ``cfg.train`` and ``cfg.optim`` are parsed strictly (``hireslm.training.settings``): an
+    unknown key or a wrong type raises ``SettingsError`` before anything is written; so do
+    ``data`` keys the stage does not read and a ``model`` section other than ``{name, kwargs}``.
     With ``init_from``, the model's name and sizes come from that release
     (``hireslm.training.finetune.inherit_from_release``).
     Returns the release folder holding the exported EMA weights: those of the last step, or
@@ -81,17 +112,20 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     when it is still finite (``NonFiniteWeightsError``, nothing saved, when it is not).
     Raises ``CheckpointError`` when the run's latest checkpoint cannot be resumed safely.
     """
+    settings = Settings.from_config(cfg)
+    check_model_section(cfg.get("model"))
+    check_data_keys(cfg.get("data"), stage.name)
     cfg = inherit_from_release(cfg)
-    train = cfg.train
+    train = settings.train
     run_dir = Path(cfg.run_dir).resolve()
     accelerator = Accelerator(
-        mixed_precision=_precision(train.get("mixed_precision", "no")),
-        gradient_accumulation_steps=int(train.get("grad_accum", 1)),
-        log_with=tracker_names(train.get("log_with")) or None,
+        mixed_precision=train.mixed_precision,
+        gradient_accumulation_steps=train.grad_accum,
+        log_with=list(train.log_with) or None,
         project_dir=str(run_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[DistributedDataParallelKwargs(
-            find_unused_parameters=bool(train.get("find_unused_parameters", False)))],
+            find_unused_parameters=train.find_unused_parameters)],
     )
     set_seed(int(cfg.get("seed", 0)), device_specific=False)
     if accelerator.is_main_process:
@@ -100,11 +134,11 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     accelerator.wait_for_everyone()
 
-    parts = stage.build(cfg, accelerator)
+    parts = stage.build(cfg, settings, accelerator)
     stage.parts = parts  # the stage reads the prepared objects through this same instance
     max_steps = plan_max_steps(parts.train_loader.dataset, train, accelerator.num_processes)
-    stopper = EarlyStopping.from_config(train.get("early_stopping"))
-    if stopper is not None and (parts.val_loader is None or not int(train.get("val_every", 0))):
+    stopper = EarlyStopping.from_config(train.early_stopping)
+    if stopper is not None and (parts.val_loader is None or not train.val_every):
         raise ValueError("train.early_stopping needs validation: set data.val_items > 0 and "
                          "train.val_every > 0")
     emas = _prepare(accelerator, parts, train, max_steps)
@@ -112,41 +146,40 @@ def fit(stage: Stage, cfg: DictConfig) -> Path:
     generator = torch.Generator(device=accelerator.device)
     generator.manual_seed(int(cfg.get("seed", 0)) * 1000 + accelerator.process_index)
     stage.generator = generator
-    state = TrainState(generator)
+    run = RunState(accelerator, stage, parts, emas, TrainState(generator), settings, cfg,
+                   run_dir, Path(train.export_dir or run_dir / RELEASE_DIR), max_steps, stopper)
 
     latest = latest_checkpoint(run_dir)
     if latest is not None:
-        _resume(accelerator, latest[1], state, parts, emas, stopper)
-        logger.info("resumed from %s at step %d", latest[1], state.step)
+        _resume(run, latest[1])
+        logger.info("resumed from %s at step %d", latest[1], run.state.step)
     if accelerator.is_main_process:
-        truncate_metrics(run_dir, state.step)
-    init_trackers(accelerator, cfg, run_dir)
+        truncate_metrics(run_dir, run.state.step)
+    init_trackers(accelerator, cfg, run_dir, train.log_with, train.wandb_mode)
 
-    release_dir = Path(train.get("export_dir") or run_dir / RELEASE_DIR)
     try:
-        _train(accelerator, stage, parts, emas, state, cfg, run_dir, max_steps,
-               stopper, release_dir)
+        _train(run)
     except NonFiniteLossError as error:
         # keep_last=0: a state saved while diverging never prunes the checkpoints before it.
         saved = None if isinstance(error, NonFiniteWeightsError) else _checkpoint(
-            accelerator, run_dir, state, parts, emas, stopper, keep_last=0)
-        _report_divergence(run_dir, state.step, saved)
+            run, keep_last=0)
+        _report_divergence(run_dir, run.state.step, saved)
         accelerator.end_training()
         raise
 
     if stopper is None or stopper.best_step is None:
-        _export(accelerator, stage, parts, emas, release_dir, state.step)
+        _export(run, run.state.step)
     else:
-        logger.info("release %s holds the best EMA weights: step %d, %s=%.4g", release_dir,
+        logger.info("release %s holds the best EMA weights: step %d, %s=%.4g", run.release_dir,
                     stopper.best_step, f"val/{stopper.metric}", stopper.best)
-    if train.get("write_weights_hash", False):
+    if train.write_weights_hash:
         _write_weights_hash(accelerator, parts, run_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return release_dir
+    return run.release_dir
 
 
-def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig,
+def _prepare(accelerator: Accelerator, parts: TrainingParts, train: TrainSettings,
              max_steps: int) -> dict[str, EMA]:
     """Prepare models/optimizers/loaders in place; build schedulers and EMAs."""
     # One prepare call: FSDP must see models and optimizers together to remap parameters.
@@ -173,20 +206,18 @@ def _prepare(accelerator: Accelerator, parts: TrainingParts, train: DictConfig,
     for name, optimizer in parts.optimizers.items():
         scheduler = build_lr_schedule(
             optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-            warmup_steps=int(train.get("warmup_steps", 0)),
-            total_steps=int(train.get("schedule_steps") or max_steps),
-            decay=str(train.get("lr_decay", "cosine")),
-            min_ratio=float(train.get("min_lr_ratio", 0.0)),
+            warmup_steps=train.warmup_steps,
+            total_steps=train.schedule_steps or max_steps,
+            decay=train.lr_decay,
+            min_ratio=train.min_lr_ratio,
         )
         parts.schedulers[name] = scheduler
-    return {name: EMA(accelerator.unwrap_model(parts.models[name]),
-                      decay=float(train.get("ema_decay", 0.999)),
-                      warmup_steps=int(train.get("ema_warmup", 0)))
+    return {name: EMA(accelerator.unwrap_model(parts.models[name]), decay=train.ema_decay,
+                      warmup_steps=train.ema_warmup)
             for name in parts.ema_models}
 
 
-def _resume(accelerator: Accelerator, folder: Path, state: TrainState, parts: TrainingParts,
-            emas: dict[str, EMA], stopper: EarlyStopping | None) -> None:
+def _resume(run: RunState, folder: Path) -> None:
     """Load checkpoint ``folder`` into the prepared parts and the loop's state.
 
     Nothing that can run code is unpickled: accelerate loads the models from safetensors and
@@ -195,93 +226,85 @@ def _resume(accelerator: Accelerator, folder: Path, state: TrainState, parts: Tr
     trains with it from here on (the schedule keeps its position).
     """
     refuse_pickled_state(folder)
-    configured = {name: list(scheduler.base_lrs) for name, scheduler in parts.schedulers.items()}
+    schedulers = run.parts.schedulers
+    configured = {name: list(scheduler.base_lrs) for name, scheduler in schedulers.items()}
     try:
-        accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+        run.accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"checkpoint {folder}: a state file is not plain tensor data and was not loaded "
             f"(unpickling it could run code): {error}") from error
-    _apply_loop_state(load_loop_state(folder), folder, state, parts, emas, stopper)
-    load_rng_state(folder, accelerator.process_index, state.generator)
-    for name, scheduler in parts.schedulers.items():
+    _apply_loop_state(run, load_loop_state(folder), folder)
+    load_rng_state(folder, run.accelerator.process_index, run.state.generator)
+    for name, scheduler in schedulers.items():
         for old, new in rebase_lr_schedule(scheduler, configured[name]):
             logger.warning("optimizer '%s': base LR %.4g from the checkpoint -> %.4g from the "
-                           "config, from step %d on", name, old, new, state.step)
+                           "config, from step %d on", name, old, new, run.state.step)
 
 
-def _apply_loop_state(loaded: dict[str, Any], folder: Path, state: TrainState,
-                      parts: TrainingParts, emas: dict[str, EMA],
-                      stopper: EarlyStopping | None) -> None:
+def _apply_loop_state(run: RunState, loaded: dict[str, Any], folder: Path) -> None:
     """Restore the step, schedulers, EMAs and early stopping from ``_loop_state``'s output."""
     try:
-        state.step = int(loaded["step"])
-        for name, scheduler in parts.schedulers.items():
+        run.state.step = int(loaded["step"])
+        for name, scheduler in run.parts.schedulers.items():
             expected = scheduler.state_dict()
             saved = dict(loaded["schedulers"][name])
             if set(saved) != set(expected):
                 raise KeyError(f"scheduler '{name}' state keys {sorted(saved)}")
             saved["lr_lambdas"] = expected["lr_lambdas"]  # the lambdas come from the config
             scheduler.load_state_dict(saved)
-        for name, ema in emas.items():
+        for name, ema in run.emas.items():
             ema.load_state_dict(loaded["emas"][name])
-        if stopper is not None and loaded.get("early_stopping") is not None:
-            stopper.load_state_dict(loaded["early_stopping"])
+        if run.stopper is not None and loaded.get("early_stopping") is not None:
+            run.stopper.load_state_dict(loaded["early_stopping"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {folder}: its loop state does not match this run "
                               f"({error})") from error
 
 
-def _loop_state(state: TrainState, parts: TrainingParts, emas: dict[str, EMA],
-                stopper: EarlyStopping | None) -> dict[str, Any]:
+def _loop_state(run: RunState) -> dict[str, Any]:
     """Everything but models, optimizers and RNGs that a resumed run needs (same on all ranks)."""
     return {
-        "step": state.step,
-        "schedulers": {name: s.state_dict() for name, s in parts.schedulers.items()},
-        "emas": {name: ema.state_dict() for name, ema in emas.items()},
-        "early_stopping": None if stopper is None else stopper.state_dict(),
+        "step": run.state.step,
+        "schedulers": {name: s.state_dict() for name, s in run.parts.schedulers.items()},
+        "emas": {name: ema.state_dict() for name, ema in run.emas.items()},
+        "early_stopping": None if run.stopper is None else run.stopper.state_dict(),
     }
 
 
-def _state_writer(accelerator: Accelerator, state: TrainState, parts: TrainingParts,
-                  emas: dict[str, EMA], stopper: EarlyStopping | None) -> Callable[[Path], None]:
-    """What ``save_checkpoint`` calls on every rank to add the loop's own state."""
-    def write(folder: Path) -> None:
-        save_rng_state(folder, accelerator.process_index, state.generator)
-        if accelerator.is_main_process:
-            save_loop_state(folder, _loop_state(state, parts, emas, stopper))
-    return write
-
-
-def _checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState,
-                parts: TrainingParts, emas: dict[str, EMA], stopper: EarlyStopping | None,
-                keep_last: int) -> Path | None:
+def _checkpoint(run: RunState, keep_last: int) -> Path | None:
     """Save a checkpoint at the current step, unless any weight, EMA or optimizer state is
     NaN/inf: then nothing is written (nor pruned) and None is returned."""
-    bad = _non_finite(accelerator, parts, emas)
+    bad = _non_finite(run)
     if bad:
         logger.error("step %d: %s hold NaN/inf values; not saving them as a checkpoint",
-                     state.step, ", ".join(bad))
+                     run.state.step, ", ".join(bad))
         return None
-    return save_checkpoint(accelerator, run_dir, state.step, keep_last,
-                           _state_writer(accelerator, state, parts, emas, stopper))
+
+    def write_loop_state(folder: Path) -> None:
+        """What ``save_checkpoint`` calls on every rank to add the loop's own state."""
+        save_rng_state(folder, run.accelerator.process_index, run.state.generator)
+        if run.accelerator.is_main_process:
+            save_loop_state(folder, _loop_state(run))
+
+    return save_checkpoint(run.accelerator, run.run_dir, run.state.step, keep_last,
+                           write_loop_state)
 
 
-def _non_finite(accelerator: Accelerator, parts: TrainingParts,
-                emas: dict[str, EMA]) -> list[str]:
+def _non_finite(run: RunState) -> list[str]:
     """The models, EMAs and optimizers holding NaN/inf on any rank (same list on every rank)."""
     groups: dict[str, Iterable[torch.Tensor]] = {}
-    for name, model in parts.models.items():
+    for name, model in run.parts.models.items():
         groups[f"model '{name}'"] = itertools.chain(model.parameters(), model.buffers())
-    for name, ema in emas.items():
+    for name, ema in run.emas.items():
         groups[f"EMA of '{name}'"] = ema.shadow.values()
-    for name, optimizer in parts.optimizers.items():
+    for name, optimizer in run.parts.optimizers.items():
         groups[f"optimizer '{name}'"] = (value for entry in optimizer.state.values()
                                          for value in entry.values() if torch.is_tensor(value))
     flags = torch.tensor([0.0 if _all_finite(tensors) else 1.0 for tensors in groups.values()],
-                         device=accelerator.device)
-    if accelerator.num_processes > 1:
-        flags = accelerator.reduce(flags, reduction="sum")
+                         device=run.accelerator.device)
+    if run.accelerator.num_processes > 1:
+        flags = run.accelerator.reduce(flags, reduction="sum")
     return [name for name, flag in zip(groups, flags.tolist(), strict=True) if flag > 0]
 
 
@@ -324,23 +347,17 @@ def _batches(accelerator: Accelerator, loader: Any, first_epoch: int,
         epoch, skip = epoch + 1, 0
 
 
-def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: dict[str, EMA],
-           state: TrainState, cfg: DictConfig, run_dir: Path, max_steps: int,
-           stopper: EarlyStopping | None, release_dir: Path) -> None:
-    train = cfg.train
-    accum = int(train.get("grad_accum", 1))
-    log_every = int(train.get("log_every", 50))
-    val_every = int(train.get("val_every", 0))
-    ckpt_every = int(train.get("ckpt_every", 0))
-    keep_last = int(train.get("keep_last", 3))
-    if state.step >= max_steps:
-        logger.info("already at step %d >= max_steps %d; nothing to train", state.step, max_steps)
+def _train(run: RunState) -> None:
+    train, state, parts, accelerator = run.settings.train, run.state, run.parts, run.accelerator
+    if state.step >= run.max_steps:
+        logger.info("already at step %d >= max_steps %d; nothing to train", state.step,
+                    run.max_steps)
         return
-    if stopper is not None and stopper.stopped:
+    if run.stopper is not None and run.stopper.stopped:
         logger.info("early stopping already ended this run at step %d", state.step)
         return
     per_epoch = len(parts.train_loader)
-    done = state.step * accum
+    done = state.step * train.grad_accum
     stream = _batches(accelerator, parts.train_loader, done // per_epoch, done % per_epoch)
     sums: dict[str, float] = defaultdict(float)
     counted, samples, tic = 0, 0, time.perf_counter()
@@ -348,12 +365,12 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
     for module in models:
         module.train()
     # The console: a bar with ETA and running loss on a terminal, else a line per log_every.
-    progress = ConsoleProgress(train.get("progress", "auto"), main=accelerator.is_main_process,
-                               total=max_steps, initial=state.step)
+    progress = ConsoleProgress(train.progress, main=accelerator.is_main_process,
+                               total=run.max_steps, initial=state.step)
     with progress:
         for _, batch in stream:
             with accelerator.accumulate(*models):
-                values = stage.train_step(batch, state.step)
+                values = run.stage.train_step(batch, state.step)
             samples += _batch_size(batch) * accelerator.num_processes
             for key, value in values.items():
                 sums[key] += float(value)
@@ -363,49 +380,48 @@ def _train(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: d
                 continue
             state.step += 1
             progress.advance(state.step)
-            for name, ema in emas.items():
+            for name, ema in run.emas.items():
                 ema.update(accelerator.unwrap_model(parts.models[name]))
-            if state.step % log_every == 0 or state.step == max_steps:
+            last = state.step == run.max_steps
+            if state.step % train.log_every == 0 or last:
                 elapsed = time.perf_counter() - tic
                 scalars = _reduce_mean(accelerator, {k: v / counted for k, v in sums.items()})
                 scalars.update({f"lr/{n}": s.get_last_lr()[0] for n, s in parts.schedulers.items()})
-                scalars["perf/steps_per_s"] = counted / accum / max(elapsed, 1e-9)
+                scalars["perf/steps_per_s"] = counted / train.grad_accum / max(elapsed, 1e-9)
                 scalars["perf/samples_per_s"] = samples / max(elapsed, 1e-9)
                 scalars = {f"train/{k}" if "/" not in k else k: v for k, v in scalars.items()}
-                log_scalars(accelerator, run_dir, scalars, state.step)
+                log_scalars(accelerator, run.run_dir, scalars, state.step)
                 progress.logged(state.step, scalars)
                 sums.clear()
                 counted, samples, tic = 0, 0, time.perf_counter()
             stop = False
-            if val_every and (state.step % val_every == 0 or state.step == max_steps):
-                metrics = _validate(accelerator, stage, parts, emas, cfg, run_dir, state.step)
-                if stopper is not None:
-                    stop = _early_stopping(accelerator, stage, parts, emas, stopper, metrics,
-                                           run_dir, release_dir, state.step)
+            if train.val_every and (state.step % train.val_every == 0 or last):
+                metrics = _validate(run)
+                if run.stopper is not None:
+                    stop = _early_stopping(run, metrics)
                 for module in models:
                     module.train()
-            at_ckpt = bool(ckpt_every) and (state.step % ckpt_every == 0 or state.step == max_steps)
-            if (at_ckpt or stop) and _checkpoint(accelerator, run_dir, state, parts, emas, stopper,
-                                                 keep_last) is None:
+            at_ckpt = bool(train.ckpt_every) and (state.step % train.ckpt_every == 0 or last)
+            if (at_ckpt or stop) and _checkpoint(run, train.keep_last) is None:
                 raise NonFiniteWeightsError(
                     f"the weights are not finite after step {state.step} (the loss still was); "
                     "lower the learning rate or enable grad_clip")
-            if state.step >= max_steps or stop:
+            if state.step >= run.max_steps or stop:
                 break
 
 
-def _early_stopping(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
-                    emas: dict[str, EMA], stopper: EarlyStopping, metrics: dict[str, float],
-                    run_dir: Path, release_dir: Path, step: int) -> bool:
-    """Feed one validation to ``stopper``; export on improvement. True when the run must stop."""
+def _early_stopping(run: RunState, metrics: dict[str, float]) -> bool:
+    """Feed one validation to ``run.stopper``; export on improvement. True when the run must
+    stop."""
+    stopper, step = run.stopper, run.state.step
     if stopper.update(metrics, step):
-        _export(accelerator, stage, parts, emas, release_dir, step)
+        _export(run, step)
     scalars = {"early_stopping/bad_validations": float(stopper.bad_validations)}
     if stopper.best is not None:
         scalars["early_stopping/best"] = stopper.best
-    log_scalars(accelerator, run_dir, scalars, step)
-    if accelerator.is_main_process:
-        write_json_atomic(run_dir / EARLY_STOPPING_FILE, {**stopper.summary(), "step": step})
+    log_scalars(run.accelerator, run.run_dir, scalars, step)
+    if run.accelerator.is_main_process:
+        write_json_atomic(run.run_dir / EARLY_STOPPING_FILE, {**stopper.summary(), "step": step})
     if stopper.stopped:
         logger.info("early stopping at step %d: val/%s has not improved by more than %g for "
                     "%d validations (best %.4g at step %d)", step, stopper.metric,
@@ -413,37 +429,34 @@ def _early_stopping(accelerator: Accelerator, stage: Stage, parts: TrainingParts
     return stopper.stopped
 
 
-def _export(accelerator: Accelerator, stage: Stage, parts: TrainingParts, emas: dict[str, EMA],
-            release_dir: Path, step: int) -> None:
-    """The main process exports the EMA weights of ``step`` to ``release_dir``."""
-    stage.steps_done = step
-    if accelerator.is_main_process:
-        with _ema_weights(accelerator, parts, emas):
-            stage.export(release_dir)
-        logger.info("exported EMA weights after %d steps to %s", step, release_dir)
-    accelerator.wait_for_everyone()
+def _export(run: RunState, step: int) -> None:
+    """The main process exports the EMA weights of ``step`` to ``run.release_dir``."""
+    run.stage.steps_done = step
+    if run.accelerator.is_main_process:
+        with _ema_weights(run):
+            run.stage.export(run.release_dir)
+        logger.info("exported EMA weights after %d steps to %s", step, run.release_dir)
+    run.accelerator.wait_for_everyone()
 
 
 @torch.no_grad()
-def _validate(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
-              emas: dict[str, EMA], cfg: DictConfig, run_dir: Path,
-              step: int) -> dict[str, float]:
-    """Average ``stage.validate`` over a few batches (EMA weights), log it with media and
-    return the scalars (same on every rank; keys without ``val/``)."""
+def _validate(run: RunState) -> dict[str, float]:
+    """Average ``stage.validate`` over ``train.val_batches`` batches (EMA weights), log it with
+    media and return the scalars (same on every rank; keys without ``val/``)."""
+    parts, step = run.parts, run.state.step
     if parts.val_loader is None:
         return {}
-    num = int(cfg.train.get("val_batches", 2))
     sums: dict[str, float] = defaultdict(float)
     audio: dict[str, np.ndarray] = {}
     images: dict[str, np.ndarray] = {}
     count = 0
     for module in parts.models.values():
         module.eval()
-    with _ema_weights(accelerator, parts, emas):
+    with _ema_weights(run):
         for index, batch in enumerate(parts.val_loader):
-            if index >= num:
+            if index >= run.settings.train.val_batches:
                 break
-            for key, value in stage.validate(batch).items():
+            for key, value in run.stage.validate(batch).items():
                 if key.startswith("audio/") and index == 0:
                     audio[f"val/{key[6:]}"] = np.asarray(value, dtype=np.float32)
                 elif key.startswith("image/") and index == 0:
@@ -451,20 +464,20 @@ def _validate(accelerator: Accelerator, stage: Stage, parts: TrainingParts,
                 elif not key.startswith(("audio/", "image/")):
                     sums[key] += float(value)
             count += 1
-    metrics = _reduce_mean(accelerator, {k: v / max(count, 1) for k, v in sums.items()})
-    log_scalars(accelerator, run_dir, {f"val/{k}": v for k, v in metrics.items()}, step)
-    sample_rate = int(cfg.get("audio", {}).get("sample_rate", 48000))
-    log_media(accelerator, audio, images, step, sample_rate)
+    metrics = _reduce_mean(run.accelerator, {k: v / max(count, 1) for k, v in sums.items()})
+    log_scalars(run.accelerator, run.run_dir, {f"val/{k}": v for k, v in metrics.items()}, step)
+    sample_rate = int(run.cfg.get("audio", {}).get("sample_rate", 48000))
+    log_media(run.accelerator, audio, images, step, sample_rate)
     logger.info("step %d validation: %s", step,
                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     return metrics
 
 
-def _ema_weights(accelerator: Accelerator, parts: TrainingParts, emas: dict[str, EMA]) -> ExitStack:
+def _ema_weights(run: RunState) -> ExitStack:
     """A context holding every EMA'd model's averaged weights (live weights restored on exit)."""
     stack = ExitStack()
-    for name, ema in emas.items():
-        stack.enter_context(ema.swapped_in(accelerator.unwrap_model(parts.models[name])))
+    for name, ema in run.emas.items():
+        stack.enter_context(ema.swapped_in(run.accelerator.unwrap_model(run.parts.models[name])))
     return stack
 
 
@@ -477,11 +490,6 @@ def _reduce_mean(accelerator: Accelerator, values: dict[str, float]) -> dict[str
                           dtype=torch.float64)
     tensor = accelerator.reduce(tensor, reduction="mean")
     return dict(zip(keys, tensor.tolist(), strict=True))
-
-
-def _precision(value: Any) -> str:
-    """``train.mixed_precision``; a bare ``no`` on the command line parses as YAML false."""
-    return "no" if value in (False, None) else str(value)
 
 
 def _batch_size(batch: Any) -> int:

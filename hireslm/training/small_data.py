@@ -17,10 +17,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from hireslm.data.manifest import file_key
+from hireslm.training.settings import TrainSettings
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def distinct_items(dataset: Dataset) -> int:
     return int(getattr(dataset, "num_files", None) or len(dataset))
 
 
-def plan_max_steps(dataset: Dataset, train: DictConfig, num_processes: int) -> int:
+def plan_max_steps(dataset: Dataset, train: TrainSettings, num_processes: int) -> int:
     """``train.max_steps``, capped by ``train.max_epochs``; raises if the data is too small.
 
     With ``B = batch_size x processes x grad_accum`` samples per optimizer step and ``N``
@@ -64,13 +64,13 @@ def plan_max_steps(dataset: Dataset, train: DictConfig, num_processes: int) -> i
     ``ceil(max_epochs x N / B)`` (one epoch = every file seen once on average).
     """
     items = distinct_items(dataset)
-    batch = int(train.batch_size) * num_processes * int(train.get("grad_accum", 1))
-    max_steps = int(train.max_steps)
-    min_items = int(train.get("min_items", 0) or 0)
+    batch = train.batch_size * num_processes * train.grad_accum
+    max_steps = train.max_steps
+    min_items = train.min_items
     if items < min_items:
         raise ValueError(f"only {items} training files, fewer than train.min_items="
                          f"{min_items}: add recordings or lower train.min_items")
-    per_batch = float(train.get("min_items_per_batch", 0) or 0)
+    per_batch = train.min_items_per_batch
     if items < per_batch * batch:
         raise ValueError(
             f"only {items} training files for an effective batch of {batch} "
@@ -80,11 +80,11 @@ def plan_max_steps(dataset: Dataset, train: DictConfig, num_processes: int) -> i
     if items < batch:
         logger.warning("%d training files for an effective batch of %d: every batch repeats "
                        "files, so watch the validation loss for over-fitting", items, batch)
-    max_epochs = train.get("max_epochs")
+    max_epochs = train.max_epochs
     if max_epochs:
-        cap = max(1, math.ceil(float(max_epochs) * items / batch))
+        cap = max(1, math.ceil(max_epochs * items / batch))
         if cap < max_steps:
             logger.info("train.max_epochs=%g over %d files at batch %d: max_steps %d -> %d",
-                        float(max_epochs), items, batch, max_steps, cap)
+                        max_epochs, items, batch, max_steps, cap)
             max_steps = cap
     return max_steps

@@ -1,9 +1,11 @@
-"""The protocol every training stage fills in, and the parts a stage hands to the loop.
+"""The protocol every training stage fills in, its template, and the parts it hands the loop.
 
-``fit`` calls ``build`` once, prepares the returned parts with accelerate in place (so the
-stage keeps reading them through ``self.parts``), then calls ``train_step`` per micro-batch
-inside ``accelerator.accumulate``, ``validate`` every ``val_every`` steps with the EMA
-weights swapped in, and ``export`` with the EMA weights at the end.
+``fit`` calls ``build(cfg, settings, accelerator)`` once (``settings``: the typed ``train:``
+and ``optim:`` sections, ``hireslm.training.settings``), prepares the returned parts with
+accelerate in place (so the stage keeps reading them through ``self.parts``), then calls
+``train_step`` per micro-batch inside ``accelerator.accumulate``, ``validate`` every
+``val_every`` steps with the EMA weights swapped in, and ``export`` with the EMA weights at
+the end. ``StageBase`` is the template the stages fill in.
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig
-from safetensors.torch import load_model
 from torch import nn
 from torch.optim import Optimizer
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from hireslm.release import ReleaseError, load_release_config, verify_weights, weights_path
-from hireslm.training.data import resolve_path
+from hireslm.audio import AudioConfig, LogMelSpectrogram
+from hireslm.models import build_model
+from hireslm.release import save_stage
+from hireslm.training.data import build_datasets, data_fingerprint, make_loader
+from hireslm.training.finetune import adapt_model, export_model
+from hireslm.training.finetune import init_from_release as init_from_release  # re-exported
+from hireslm.training.settings import OptimSettings, Settings
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -63,11 +69,13 @@ class Stage(Protocol):
     ``torch.Generator`` for the stage's own noise) and ``steps_done`` (before ``export``).
     """
 
+    name: str
     parts: TrainingParts
     generator: torch.Generator | None
     steps_done: int
 
-    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts: ...
+    def build(self, cfg: DictConfig, settings: Settings,
+              accelerator: Accelerator) -> TrainingParts: ...
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]: ...
 
@@ -76,16 +84,109 @@ class Stage(Protocol):
     def export(self, release_dir: Path) -> None: ...
 
 
-class StageBase:
-    """Shared plumbing: the guarded backward/step every stage uses for each optimizer."""
+def make_optimizer(params: Iterable[nn.Parameter], optim: OptimSettings,
+                   lr: float | None = None,
+                   default_betas: tuple[float, float] = (0.9, 0.99)) -> Optimizer:
+    """AdamW over ``params`` per ``optim`` (``lr`` overrides ``optim.lr``; ``default_betas``
+    apply when ``optim.betas`` is unset)."""
+    return torch.optim.AdamW(params, lr=optim.lr if lr is None else lr,
+                             betas=optim.betas or default_betas,
+                             weight_decay=optim.weight_decay)
 
-    def __init__(self) -> None:
+
+class StageBase:
+    """The template every stage fills in: what is common to building, stepping and exporting.
+
+    ``build`` reads the front end (``self.audio``, ``self.mel``) and calls the stage's
+    ``build_parts``; the stage builds its model with ``build_model``, its optimizers with
+    ``make_optimizer`` and returns ``training_parts(...)``. ``export`` saves the EMA weights of
+    ``models[export_model]`` as the stage ``name`` with the common meta (steps, data,
+    run folder, front end) plus the stage's ``export_extra`` and ``export_meta``.
+
+    Args:
+        datasets: optional ``(train, val)`` datasets; by default built from ``cfg.data``.
+    """
+
+    name: ClassVar[str] = ""
+    export_key: ClassVar[str] = ""  # the model in ``parts.models`` that is released
+    betas: ClassVar[tuple[float, float]] = (0.9, 0.99)  # AdamW's when optim.betas is unset
+
+    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
+        self.datasets = datasets
         self.cfg: DictConfig | None = None
+        self.settings: Settings | None = None
         self.accelerator: Accelerator | None = None
         self.parts: TrainingParts | None = None
+        self.audio: AudioConfig | None = None
+        self.mel: LogMelSpectrogram | None = None
         self.steps_done = 0  # set by the loop before export
         # Set by the loop; checkpointed, so stage randomness resumes exactly.
         self.generator: torch.Generator | None = None
+
+    def build(self, cfg: DictConfig, settings: Settings,
+              accelerator: Accelerator) -> TrainingParts:
+        self.cfg, self.settings, self.accelerator = cfg, settings, accelerator
+        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
+        self.mel = LogMelSpectrogram(self.audio)
+        return self.build_parts()
+
+    def build_parts(self) -> TrainingParts:
+        """The stage's models, optimizers and data (``self.cfg`` etc. are set)."""
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        """``cfg.model`` built and adapted for fine-tuning (``init_from``, ``lora``, ``freeze``)."""
+        model = build_model(str(self.cfg.model.name), self.cfg.model.kwargs)
+        return adapt_model(model, self.cfg, self.name)
+
+    def make_optimizer(self, params: Iterable[nn.Parameter], lr: float | None = None,
+                       ) -> Optimizer:
+        return make_optimizer(params, self.settings.optim, lr=lr, default_betas=self.betas)
+
+    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+        """The datasets given to the constructor, else those of ``cfg.data``."""
+        return self.datasets or build_datasets(self.cfg)
+
+    def training_parts(self, models: dict[str, nn.Module], optimizers: dict[str, Optimizer],
+                       datasets: tuple[Dataset, Dataset | None],
+                       frozen: dict[str, nn.Module] | None = None) -> TrainingParts:
+        """The parts with the train/val loader pair; ``export_key`` is EMA'd, ``mel`` frozen."""
+        train_set, val_set = datasets
+        batch_size = self.settings.train.batch_size
+        return TrainingParts(
+            models=models, optimizers=optimizers,
+            train_loader=make_loader(train_set, self.cfg.data, batch_size, shuffle=True),
+            val_loader=(make_loader(val_set, self.cfg.data, batch_size, shuffle=False)
+                        if val_set is not None else None),
+            ema_models=(self.export_key,),
+            frozen={"mel": self.mel, **(frozen or {})},
+        )
+
+    def unwrapped(self, key: str) -> nn.Module:
+        """``parts.models[key]`` without its DDP/FSDP wrapper."""
+        return self.accelerator.unwrap_model(self.parts.models[key])
+
+    def export(self, release_dir: Path) -> None:
+        """Save ``models[export_key]`` (call with the EMA weights in) as stage ``name``."""
+        adapters = self.settings.train.adapter_dir
+        model = export_model(self.cfg, self.name, self.unwrapped(self.export_key), adapters)
+        self.save(release_dir, model, self.export_extra(model), self.export_meta())
+
+    def export_extra(self, model: nn.Module) -> dict[str, Any]:
+        """Fields of the release's ``config.yaml[name]`` beside the model's spec."""
+        return {}
+
+    def export_meta(self) -> dict[str, Any]:
+        """The stage's own entries of ``meta.json``, after the common ones."""
+        return {}
+
+    def save(self, release_dir: Path, model: nn.Module, extra: dict[str, Any] | None = None,
+             meta: dict[str, Any] | None = None) -> None:
+        """``save_stage`` with the common meta: steps, data fingerprint, run folder, audio."""
+        save_stage(release_dir, self.name, model, extra=extra,
+                   meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
+                         "run_dir": str(self.cfg.run_dir), **(meta or {})},
+                   audio=self.audio)
 
     def step_optimizer(self, name: str, loss: torch.Tensor,
                        parameters: Iterable[nn.Parameter]) -> None:
@@ -99,32 +200,13 @@ class StageBase:
         optimizer = self.parts.optimizers[name]
         self.accelerator.backward(loss)
         if self.accelerator.sync_gradients:
-            max_norm = float(self.cfg.train.get("grad_clip", 0.0) or 0.0)
+            max_norm = self.settings.train.grad_clip
             if max_norm > 0:
                 self.accelerator.clip_grad_norm_(parameters, max_norm)
             optimizer.step()
             if not getattr(optimizer, "step_was_skipped", False):
                 self.parts.schedulers[name].step()
         optimizer.zero_grad(set_to_none=True)
-
-
-def init_from_release(model: nn.Module, cfg: DictConfig, stage: str) -> None:
-    """Start from ``cfg.init_from``'s weights for ``stage`` (fine-tuning), when it is set.
-
-    The release must hold ``stage`` with the same model name and kwargs as ``cfg.model``
-    describes; its weights must match the sha256 its ``meta.json`` records
-    (``verify_weights``), and loading is strict. A resumed run then overrides these with its
-    checkpoint.
-    """
-    source = cfg.get("init_from")
-    if not source:
-        return
-    release = resolve_path(source)
-    config = load_release_config(release)
-    if stage not in config or not weights_path(release, stage).is_file():
-        raise ReleaseError(f"init_from: stage '{stage}' is not in release {release}")
-    verify_weights(release, stage)
-    load_model(model, str(weights_path(release, stage)), strict=True)
 
 
 def check_finite(accelerator: Accelerator, loss: torch.Tensor, name: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -43,15 +43,15 @@ def tracker_names(log_with: str | list[str] | None) -> list[str]:
     return names
 
 
-def init_trackers(accelerator: Accelerator, cfg: DictConfig, run_dir: Path) -> None:
-    """Start the configured trackers (main process only, as accelerate does)."""
-    names = tracker_names(cfg.train.get("log_with"))
-    if not names:
+def init_trackers(accelerator: Accelerator, cfg: DictConfig, run_dir: Path,
+                  log_with: Sequence[str], wandb_mode: str | None = None) -> None:
+    """Start the trackers ``log_with`` (main process only, as accelerate does), logging the
+    whole ``cfg``; wandb in ``wandb_mode``, by default online only with an API key."""
+    if not log_with:
         return
     init_kwargs: dict[str, dict[str, Any]] = {}
-    if "wandb" in names:
-        mode = cfg.train.get("wandb_mode") or ("online" if os.environ.get("WANDB_API_KEY")
-                                                else "offline")
+    if "wandb" in log_with:
+        mode = wandb_mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         init_kwargs["wandb"] = {"mode": mode, "dir": str(run_dir), "name": run_dir.name}
     flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
     accelerator.init_trackers(str(cfg.get("project", "hireslm")), config=flat,

@@ -12,23 +12,18 @@ from the generative stages when it keeps the input below its cutoff.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from librosa import mel_frequencies
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Dataset
+from omegaconf import OmegaConf
 
-from hireslm.audio import AudioConfig, LogMelSpectrogram, estimate_bandwidth
+from hireslm.audio import estimate_bandwidth
 from hireslm.diffusion.objectives import build_objective
 from hireslm.diffusion.sampling import sample
-from hireslm.models import build_model
-from hireslm.release import load_release_config, load_stage, save_stage
-from hireslm.training.data import build_datasets, data_fingerprint, make_loader, resolve_path
-from hireslm.training.finetune import adapt_model, export_model
+from hireslm.release import load_release_config, load_stage
+from hireslm.training.data import build_datasets, resolve_path
 from hireslm.training.latents import LatentCacheDataset, encode_pair, latent_source_id
 from hireslm.training.lora import trainable
 from hireslm.training.stage import StageBase, TrainingParts
@@ -47,15 +42,10 @@ class DiTStage(StageBase):
     """
 
     name = "dit"
+    export_key = "dit"
 
-    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
-        super().__init__()
-        self.datasets = datasets
-
-    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts:
-        self.cfg, self.accelerator = cfg, accelerator
-        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
-        self.mel = LogMelSpectrogram(self.audio)
+    def build_parts(self) -> TrainingParts:
+        cfg = self.cfg
         vae_release = resolve_path(cfg.dit.vae_release)
         self.vae = load_stage(vae_release, "vae")
         recovery_release = cfg.dit.get("recovery_release")
@@ -72,8 +62,7 @@ class DiTStage(StageBase):
                     f"({trained_on[:16]}) than dit.vae_release/recovery_release give "
                     f"({self.source_id[:16]}); point them at the release's own VAE (and "
                     "recovery model)")
-        model = build_model(str(cfg.model.name), cfg.model.kwargs)
-        adapt_model(model, cfg, "dit")
+        model = self.build_model()
         channels = self.vae.latent_channels
         if (model.latent_channels, model.cond_channels) != (channels, channels):
             raise ValueError(
@@ -81,30 +70,21 @@ class DiTStage(StageBase):
                 f"must equal the VAE's latent channels {channels} ({vae_release})"
             )
         self.objective = build_objective(OmegaConf.to_container(cfg.objective, resolve=True))
-        optim = cfg.optim
-        optimizer = torch.optim.AdamW(
-            trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
-            weight_decay=float(optim.get("weight_decay", 0.0)),
-        )
+        optimizer = self.make_optimizer(trainable(model))
         if self.datasets is not None:
-            train_set, val_set = self.datasets
+            datasets = self.datasets
         elif cfg.data.get("latent_cache"):
             train_set = LatentCacheDataset(
                 resolve_path(cfg.data.latent_cache), expect_source=self.source_id,
                 crop_frames=cfg.data.get("crop_frames"), seed=int(cfg.get("seed", 0)),
             )
-            _, val_set = build_datasets(cfg)
+            datasets = (train_set, build_datasets(cfg)[1])
         else:
-            train_set, val_set = build_datasets(cfg)
-        return TrainingParts(
-            models={"dit": model},
-            optimizers={"dit": optimizer},
-            train_loader=make_loader(train_set, cfg, shuffle=True),
-            val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
-            ema_models=("dit",),
-            frozen={"vae": self.vae, "mel": self.mel,
-                    **({"recovery": self.recovery} if self.recovery is not None else {})},
-        )
+            datasets = build_datasets(cfg)
+        return self.training_parts(
+            {"dit": model}, {"dit": optimizer}, datasets,
+            frozen={"vae": self.vae,
+                    **({"recovery": self.recovery} if self.recovery is not None else {})})
 
     def _latents(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled clean and condition latents ``(B, C, L)`` from waves or cached latents."""
@@ -121,7 +101,7 @@ class DiTStage(StageBase):
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        dit = self.accelerator.unwrap_model(self.parts.models["dit"])
+        dit = self.unwrapped("dit")
         z_clean, z_cond = self._latents(batch)
         generator = torch.Generator(device=z_cond.device).manual_seed(int(self.cfg.get("seed", 0)))
         sampling = self.cfg.get("sampling", {})
@@ -160,21 +140,17 @@ class DiTStage(StageBase):
         return (centres[None, :] > cutoffs[:, None]).float()[..., None].to(
             batch["degraded"].device)
 
-    def export(self, release_dir: Path) -> None:
-        live = self.accelerator.unwrap_model(self.parts.models["dit"])
-        dit = export_model(self.cfg, "dit", live)
-        save_stage(
-            release_dir, "dit", dit, extra={
-                "objective": self.cfg.objective,
-                "sampling": self.cfg.get("sampling", {}),
-                "cond": COND_SOURCE if self.recovery is None else COND_SOURCE_RECOVERY,
-                "vae_latent_scale": self.latent_scale,
-                "latent_source_sha256": self.source_id,
-            },
-            meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
-                  "run_dir": str(self.cfg.run_dir), "vae_release": str(self.cfg.dit.vae_release)},
-            audio=self.audio,
-        )
+    def export_extra(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {
+            "objective": self.cfg.objective,
+            "sampling": self.cfg.get("sampling", {}),
+            "cond": COND_SOURCE if self.recovery is None else COND_SOURCE_RECOVERY,
+            "vae_latent_scale": self.latent_scale,
+            "latent_source_sha256": self.source_id,
+        }
+
+    def export_meta(self) -> dict[str, Any]:
+        return {"vae_release": str(self.cfg.dit.vae_release)}
 
 
 def _masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from hireslm.audio import AudioConfig, LogMelSpectrogram
-from hireslm.models import build_model
+from hireslm.audio import LogMelSpectrogram
 from hireslm.models.vae import kl_loss, multiscale_mel_l1_loss
-from hireslm.release import save_stage
-from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.finetune import adapt_model, export_model
 from hireslm.training.lora import trainable
 from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
@@ -38,32 +31,14 @@ class VAEStage(StageBase):
     """
 
     name = "vae"
+    export_key = "vae"
 
-    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
-        super().__init__()
-        self.datasets = datasets
-
-    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts:
-        self.cfg, self.accelerator = cfg, accelerator
-        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
-        self.mel = LogMelSpectrogram(self.audio)
-        model = build_model(str(cfg.model.name), cfg.model.kwargs)
-        adapt_model(model, cfg, "vae")
-        optim = cfg.optim
-        optimizer = torch.optim.AdamW(
-            trainable(model), lr=float(optim.lr), betas=tuple(optim.get("betas", (0.9, 0.99))),
-            weight_decay=float(optim.get("weight_decay", 0.0)),
-        )
-        train_set, val_set = self.datasets or build_datasets(cfg)
-        self.train_set = train_set
-        return TrainingParts(
-            models={"vae": model},
-            optimizers={"vae": optimizer},
-            train_loader=make_loader(train_set, cfg, shuffle=True),
-            val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
-            ema_models=("vae",),
-            frozen={"mel": self.mel},
-        )
+    def build_parts(self) -> TrainingParts:
+        model = self.build_model()
+        optimizer = self.make_optimizer(trainable(model))
+        datasets = self.build_datasets()
+        self.train_set = datasets[0]  # the latent scale is measured on it
+        return self.training_parts({"vae": model}, {"vae": optimizer}, datasets)
 
     def _mels(self, batch: dict[str, torch.Tensor], train: bool) -> torch.Tensor:
         """Clean mels ``(B, n_mels, T)``; with ``vae.use_degraded`` also the degraded ones."""
@@ -86,7 +61,7 @@ class VAEStage(StageBase):
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        vae = self.accelerator.unwrap_model(self.parts.models["vae"])
+        vae = self.unwrapped("vae")
         mel = self._mels(batch, train=False)
         recon, posterior = vae(mel, sample_posterior=False)
         recon = recon.float()
@@ -98,20 +73,13 @@ class VAEStage(StageBase):
             "image/mel_recon": mel_image(recon[0].cpu().numpy()),
         }
 
-    def export(self, release_dir: Path) -> None:
-        live = self.accelerator.unwrap_model(self.parts.models["vae"])
-        vae = export_model(self.cfg, "vae", live)
+    def export_extra(self, model: torch.nn.Module) -> dict[str, Any]:
         scale = measure_latent_scale(
-            vae, self.mel, self.train_set, int(self.cfg.vae.get("scale_batches", 8)),
-            int(self.cfg.train.batch_size), self.accelerator.device,
+            model, self.mel, self.train_set, int(self.cfg.vae.get("scale_batches", 8)),
+            self.settings.train.batch_size, self.accelerator.device,
         )
         logger.info("VAE latent scale (1 / std of latent means) = %.4f", scale)
-        save_stage(
-            release_dir, "vae", vae, extra={"latent_scale": scale},
-            meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
-                  "run_dir": str(self.cfg.run_dir)},
-            audio=self.audio,
-        )
+        return {"latent_scale": scale}
 
 
 @torch.no_grad()

@@ -5,23 +5,18 @@ fm_weight * feature matching`` (the adversarial terms start at ``gan_start_step`
 discriminators train from ``disc_start_step``, by default the same step). The discriminators
 step first on the detached output, then the generator steps, both inside one ``train_step``.
 The generator is ``MODELS[cfg.model.name]`` ("vocos" or "hifigan") built from
-``cfg.model[cfg.model.name]``.
+``cfg.model.kwargs``.
 """
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import Dataset
 
-from hireslm.audio import AudioConfig, LogMelSpectrogram
 from hireslm.models import build_model
 from hireslm.models.vocoder import (
     MultiScaleMelLoss,
@@ -29,9 +24,6 @@ from hireslm.models.vocoder import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from hireslm.release import save_stage
-from hireslm.training.data import build_datasets, data_fingerprint, make_loader
-from hireslm.training.finetune import adapt_model, export_model
 from hireslm.training.lora import trainable
 from hireslm.training.stage import StageBase, TrainingParts
 from hireslm.training.tracking import mel_image
@@ -48,41 +40,24 @@ class VocoderStage(StageBase):
     """
 
     name = "vocoder"
+    export_key = "generator"
+    betas = (0.8, 0.99)  # HiFi-GAN's, when optim.betas is unset
 
-    def __init__(self, datasets: tuple[Dataset, Dataset | None] | None = None) -> None:
-        super().__init__()
-        self.datasets = datasets
-
-    def build(self, cfg: DictConfig, accelerator: Accelerator) -> TrainingParts:
-        self.cfg, self.accelerator = cfg, accelerator
-        self.audio = AudioConfig.from_dict(dict(cfg.get("audio", {})))
-        self.mel = LogMelSpectrogram(self.audio)
+    def build_parts(self) -> TrainingParts:
+        cfg = self.cfg
         self.mel_loss = MultiScaleMelLoss(self.audio.sample_rate,
                                           **dict(cfg.vocoder.get("mel_loss", {})))
-        generator = build_model(str(cfg.model.name), cfg.model[str(cfg.model.name)])
-        adapt_model(generator, cfg, "vocoder")
+        generator = self.build_model()
         if getattr(generator, "hop_length", self.audio.hop_length) != self.audio.hop_length:
             raise ValueError(f"vocoder hop {generator.hop_length} != front end hop "
                              f"{self.audio.hop_length}")
         discs = {name: build_model(name, cfg.discriminators[name]) for name in DISCRIMINATORS}
-        optim = cfg.optim
-        betas = tuple(optim.get("betas", (0.8, 0.99)))
-        opt_g = torch.optim.AdamW(trainable(generator), lr=float(optim.lr), betas=betas,
-                                  weight_decay=float(optim.get("weight_decay", 0.0)))
-        opt_d = torch.optim.AdamW(
-            itertools.chain(*(d.parameters() for d in discs.values())),
-            lr=float(optim.get("lr_disc", optim.lr)), betas=betas,
-            weight_decay=float(optim.get("weight_decay", 0.0)),
-        )
-        train_set, val_set = self.datasets or build_datasets(cfg)
-        return TrainingParts(
-            models={"generator": generator, **discs},
-            optimizers={"generator": opt_g, "discriminator": opt_d},
-            train_loader=make_loader(train_set, cfg, shuffle=True),
-            val_loader=make_loader(val_set, cfg, shuffle=False) if val_set is not None else None,
-            ema_models=("generator",),
-            frozen={"mel": self.mel, "mel_loss": self.mel_loss},
-        )
+        opt_g = self.make_optimizer(trainable(generator))
+        opt_d = self.make_optimizer(itertools.chain(*(d.parameters() for d in discs.values())),
+                                    lr=self.settings.optim.lr_disc)
+        return self.training_parts(
+            {"generator": generator, **discs}, {"generator": opt_g, "discriminator": opt_d},
+            self.build_datasets(), frozen={"mel_loss": self.mel_loss})
 
     def _discriminate(self, discs: dict[str, nn.Module],
                       wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
@@ -141,7 +116,7 @@ class VocoderStage(StageBase):
 
     @torch.no_grad()
     def validate(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        generator = self.accelerator.unwrap_model(self.parts.models["generator"])
+        generator = self.unwrapped("generator")
         real = batch["clean"].squeeze(1)
         mel = self.mel(real)
         fake = generator(mel)[..., : real.shape[-1]].float()
@@ -154,14 +129,3 @@ class VocoderStage(StageBase):
             "image/mel_real": mel_image(mel[0].cpu().numpy()),
             "image/mel_vocoded": mel_image(fake_mel[0].cpu().numpy()),
         }
-
-    def export(self, release_dir: Path) -> None:
-        live = self.accelerator.unwrap_model(self.parts.models["generator"])
-        generator = export_model(self.cfg, "vocoder", live)
-        save_stage(
-            release_dir, "vocoder", generator,
-            meta={"steps": self.steps_done, "data": data_fingerprint(self.cfg),
-                  "run_dir": str(self.cfg.run_dir)},
-            audio=self.audio,
-        )
-
