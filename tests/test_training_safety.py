@@ -13,9 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hireslm.cli import release as release_cli
 from hireslm.config import load_config
 from hireslm.release import ReleaseError, combine_releases, load_release_config
-from hireslm.training import NonFiniteLossError, fit, release_cli
+from hireslm.training import NonFiniteLossError, fit
 from hireslm.training.checkpointing import list_checkpoints
 from hireslm.training.resume_state import CheckpointError, load_loop_state
 from hireslm.training.stages import STAGE_CLASSES
