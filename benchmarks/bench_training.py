@@ -46,7 +46,7 @@ CASES = [
 def bench_config(stage: str, run_dir: Path, batch: int, steps: int, warmup: int,
                  precision: str, workers: int, extra: list[str]):
     """Debug data sources and loop settings with the base config's model sizes and crops."""
-    base = load_config(REPO / "configs" / stage / "base.yaml")
+    base = load_config(REPO / "configs" / stage / "base.yaml", extra)
     cfg = load_config(REPO / "configs" / stage / "debug.yaml", [
         f"run_dir={run_dir}", f"train.batch_size={batch}", f"train.max_steps={warmup + steps}",
         f"train.log_every={warmup}", "train.val_every=0", f"train.ckpt_every={10 ** 9}",
