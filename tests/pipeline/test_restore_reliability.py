@@ -28,7 +28,7 @@ from hireslm.pipeline.plan import Job, shard_jobs
 from hireslm.pipeline.provenance import read_provenance
 from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, read_report
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 

@@ -155,7 +155,7 @@ def test_interrupt_exits_130_quietly_and_bugs_keep_their_traceback(command, caps
 
 
 def test_release_show_into_a_closed_pipe_exits_quietly():
-    release = Path(__file__).resolve().parents[1] / "checkpoints" / "hireslm-demo"
+    release = Path(__file__).resolve().parents[2] / "checkpoints" / "hireslm-demo"
     process = subprocess.Popen([sys.executable, "-m", "hireslm", "release", "show",
                                 str(release)], env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)

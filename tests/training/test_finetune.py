@@ -38,7 +38,7 @@ from hireslm.training.small_data import holdout_split, plan_max_steps
 from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "configs" / "finetune"
 # CPU-sized runs: tiny crops, no trackers, one held-out file, a couple of validation items.
 SMALL = ["train.mixed_precision=no", "train.log_with=none", "train.batch_size=2",

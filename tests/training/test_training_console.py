@@ -19,7 +19,7 @@ import pytest
 
 from hireslm.training.tracking import ConsoleProgress, wants_bar
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # 4 steps, logged every 2, one validation at the end, no checkpoints.
 TINY = ["train.max_steps=4", "train.log_every=2", "train.val_every=4", "train.ckpt_every=0"]
 

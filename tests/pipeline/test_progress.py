@@ -14,7 +14,7 @@ from hireslm.cli.main import main
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
 from hireslm.pipeline.files import restore_file
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
 
 @pytest.fixture(scope="module")

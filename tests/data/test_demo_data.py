@@ -25,7 +25,7 @@ from hireslm.data.demo import (
 )
 from hireslm.data.manifest import read_manifest
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "librivox").glob("*.flac"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "librivox").glob("*.flac"))
 TUX = "tuxpaint-stamps-default/usr/share/tuxpaint/stamps"
 KLETTRES = "klettres-data/usr/share/klettres"
 SONIC = "sonic-pi-samples/usr/share/sonic-pi/samples"

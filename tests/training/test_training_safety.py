@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_runs import debug_config
 
 from hireslm.cli import release as release_cli
-from hireslm.config import load_config
 from hireslm.release import ReleaseError, combine_releases, load_release_config
 from hireslm.training import NonFiniteLossError, fit
 from hireslm.training.checkpointing import list_checkpoints
@@ -22,15 +22,9 @@ from hireslm.training.resume_state import CheckpointError, load_loop_state
 from hireslm.training.stages import STAGE_CLASSES
 from hireslm.training.tracking import read_metrics
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
 # Plain steps: no validation, no degradation chain, one LR throughout.
 PLAIN = ["train.val_every=0", "data.chain=null", "train.warmup_steps=0",
          "train.lr_decay=constant", "train.log_every=1"]
-
-
-def _cfg(stage: str, run_dir: Path, *overrides: str):
-    return load_config(CONFIGS / stage / "debug.yaml", [f"run_dir={run_dir}", *overrides])
 
 
 class _Payload:
@@ -47,7 +41,8 @@ class _Payload:
 def two_step_run(tmp_path_factory) -> Path:
     """A real debug-VAE run folder with one checkpoint, at step 2."""
     run = tmp_path_factory.mktemp("safety") / "run"
-    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=2", "train.ckpt_every=2", *PLAIN))
+    fit(STAGE_CLASSES["vae"](),
+        debug_config("vae", run, "train.max_steps=2", "train.ckpt_every=2", *PLAIN))
     return run
 
 
@@ -60,7 +55,7 @@ def test_resume_runs_no_code_from_a_tampered_run_folder(tmp_path, two_step_run,
     (_, ckpt), = list_checkpoints(run)
     marker = tmp_path / "pwned"
     torch.save(_Payload(marker), ckpt / tamper)
-    cfg = _cfg("vae", run, "train.max_steps=3", "train.ckpt_every=3", *PLAIN)
+    cfg = debug_config("vae", run, "train.max_steps=3", "train.ckpt_every=3", *PLAIN)
     if tamper == "random_states_0.pkl":
         # accelerate tries it with weights_only=True and gives up; the loop's own RNG file wins.
         fit(STAGE_CLASSES["vae"](), cfg)
@@ -78,7 +73,7 @@ def test_resume_refuses_a_checkpoint_without_loop_state(tmp_path, two_step_run) 
     (_, ckpt), = list_checkpoints(run)
     (ckpt / "loop_state.json").unlink()
     with pytest.raises(CheckpointError, match="no loop_state.json"):
-        fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=3", *PLAIN))
+        fit(STAGE_CLASSES["vae"](), debug_config("vae", run, "train.max_steps=3", *PLAIN))
 
 
 def _all_finite(ckpt: Path) -> bool:
@@ -94,19 +89,20 @@ def test_divergence_keeps_the_last_finite_checkpoint_and_a_lower_lr_takes_effect
     run = tmp_path / "run"
     # keep_last=1: a checkpoint of the diverged weights would have replaced the good one.
     common = ["train.ckpt_every=2", "train.keep_last=1", "train.grad_clip=0", *PLAIN]
-    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "train.max_steps=2", *common))
+    fit(STAGE_CLASSES["vae"](), debug_config("vae", run, "train.max_steps=2", *common))
     # Resumed with lr 1e6 (so the new LR does take effect), the step-4 update leaves NaN/inf
     # weights behind a still-finite loss.
     with pytest.raises(NonFiniteLossError, match="not finite"):
         fit(STAGE_CLASSES["vae"](),
-            _cfg("vae", run, "optim.lr=1.0e6", "train.max_steps=40", *common))
+            debug_config("vae", run, "optim.lr=1.0e6", "train.max_steps=40", *common))
     found = list_checkpoints(run)
     assert [step for step, _ in found] == [2]
     assert all(_all_finite(ckpt) for _, ckpt in found)
     assert not (run / "checkpoints" / "step_0000004").exists()
     assert max(row["step"] for row in read_metrics(run)) >= 3  # it did train past step 2
     # Resume from step 2 with a lower LR: it is the LR the optimizer uses from there on.
-    fit(STAGE_CLASSES["vae"](), _cfg("vae", run, "optim.lr=1.0e-4", "train.max_steps=4", *common))
+    fit(STAGE_CLASSES["vae"](),
+        debug_config("vae", run, "optim.lr=1.0e-4", "train.max_steps=4", *common))
     rows = [row for row in read_metrics(run) if "lr/vae" in row]
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
     assert [row["lr/vae"] for row in rows] == pytest.approx([2e-3, 2e-3, 1e-4, 1e-4])
@@ -121,7 +117,7 @@ def test_interrupted_run_logs_each_step_once(tmp_path) -> None:
     """Steps 4-6 were logged but their checkpoint never written (as if killed before the
     save): the rerun resumes at 3 and metrics.jsonl holds each step once, as logged again."""
     run = tmp_path / "run"
-    cfg = _cfg("vae", run, "train.max_steps=6", "train.ckpt_every=3", "train.keep_last=5",
+    cfg = debug_config("vae", run, "train.max_steps=6", "train.ckpt_every=3", "train.keep_last=5",
                "data.length=4", *PLAIN)
     fit(STAGE_CLASSES["vae"](), cfg)
     first = {row["step"]: row["train/loss"] for row in read_metrics(run)}
@@ -138,7 +134,7 @@ def test_interrupted_run_logs_each_step_once(tmp_path) -> None:
 def test_rerunning_a_finished_vae_run_exports_the_same_latent_scale(tmp_path) -> None:
     run = tmp_path / "run"
     # 2 batches per epoch: training ends in epoch 2, a finished rerun never sets an epoch.
-    cfg = _cfg("vae", run, "train.max_steps=5", "train.ckpt_every=5", "data.length=4",
+    cfg = debug_config("vae", run, "train.max_steps=5", "train.ckpt_every=5", "data.length=4",
                "vae.scale_batches=2", *PLAIN)
     release = fit(STAGE_CLASSES["vae"](), cfg)
     scale = float(load_release_config(release).vae.latent_scale)
@@ -154,11 +150,12 @@ def test_rerunning_a_finished_vae_run_exports_the_same_latent_scale(tmp_path) ->
 def test_combine_refuses_a_dit_trained_on_another_latent_scale(tmp_path) -> None:
     vae_run = tmp_path / "vae"
     vae_cfg = ["train.ckpt_every=100", *PLAIN]
-    vae = fit(STAGE_CLASSES["vae"](), _cfg("vae", vae_run, "train.max_steps=2", *vae_cfg))
-    dit = fit(STAGE_CLASSES["dit"](), _cfg("dit", tmp_path / "dit", f"dit.vae_release={vae}",
-                                    "train.max_steps=1", "train.ckpt_every=1", *PLAIN))
+    vae = fit(STAGE_CLASSES["vae"](), debug_config("vae", vae_run, "train.max_steps=2", *vae_cfg))
+    dit = fit(STAGE_CLASSES["dit"](),
+              debug_config("dit", tmp_path / "dit", f"dit.vae_release={vae}",
+                           "train.max_steps=1", "train.ckpt_every=1", *PLAIN))
     # The same VAE run trained further: other weights, another latent scale.
-    other = fit(STAGE_CLASSES["vae"](), _cfg("vae", vae_run, "train.max_steps=4",
+    other = fit(STAGE_CLASSES["vae"](), debug_config("vae", vae_run, "train.max_steps=4",
                                       f"train.export_dir={tmp_path / 'vae_later'}", *vae_cfg))
     scales = [float(load_release_config(r).vae.latent_scale) for r in (vae, other)]
     assert scales[0] != scales[1]

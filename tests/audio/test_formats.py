@@ -18,7 +18,7 @@ from hireslm.cli.analyze import analysis_record
 from hireslm.cli.main import main
 from hireslm.data.manifest import describe_file
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
 
 def _speech(rate: int, channels: int, seconds: float = 2.5) -> np.ndarray:

@@ -25,7 +25,7 @@ from hireslm.training.settings import (
 from hireslm.training.stage import make_optimizer
 from hireslm.training.stages import STAGE_CLASSES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 STAGE_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if "train" in load_config(p))
 

@@ -22,7 +22,7 @@ from hireslm.data.manifest import (
     write_manifest,
 )
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "librivox").glob("*.flac"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "librivox").glob("*.flac"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from hireslm.data.degradations import REGISTRY
 from hireslm.data.degradations.registry import DegradationEntry, sample_param
 
 SR = 48000
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "degradations.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "degradations.yaml"
 
 
 def one_stage(name: str, params: dict | None = None, prob: float = 1.0) -> dict:

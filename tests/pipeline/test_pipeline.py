@@ -12,7 +12,7 @@ from release_factory import make_tiny_release
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
 
 @pytest.fixture(scope="module")

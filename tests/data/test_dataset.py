@@ -22,8 +22,8 @@ from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset, read_segment
 from hireslm.data.manifest import index_files, write_manifest
 
-CONFIGS = Path(__file__).parent.parent / "configs"
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "librivox").glob("*.flac"))
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "librivox").glob("*.flac"))
 SR = 48000
 
 

@@ -32,8 +32,8 @@ from hireslm.audio import (
 )
 from hireslm.audio.loudness import LoudnessMeter
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
-CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "audio.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
+CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "audio.yaml"
 
 
 def _speech_48k() -> np.ndarray:

@@ -20,7 +20,7 @@ from release_factory import make_tiny_release
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 

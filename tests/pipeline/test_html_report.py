@@ -29,7 +29,7 @@ from hireslm.pipeline.html_report import (
 )
 from hireslm.pipeline.thumbnails import encode_png, palette, quantize, spectrogram_image
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "librivox"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

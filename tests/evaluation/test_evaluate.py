@@ -29,7 +29,7 @@ from hireslm.evaluation import (
     si_sdr,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SR = 48000
 FAST = EvaluationOptions(metrics=("lsd", "si_sdr", "pesq", "estoi"))
 FAST_CLI = ["--metrics", "lsd,si_sdr,pesq,estoi"]
