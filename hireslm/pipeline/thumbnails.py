@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hireslm.audio import audio_info, iter_audio_blocks
+from hireslm.audio.io import check_sample_rate
 from hireslm.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,15 @@ def ensure_thumbnail(path: str | os.PathLike, folder: str | os.PathLike) -> Path
 
 
 def read_head(path: str | os.PathLike, seconds: float) -> tuple[np.ndarray, int]:
-    """The first ``seconds`` of ``path`` as mono ``(N,)`` float32, and its rate."""
-    rate = int(audio_info(path).samplerate)
-    frames = max(1, int(seconds * rate))
+    """The first ``seconds`` of ``path`` as mono ``(N,)`` float32, and its rate.
+
+    Raises ``UnsupportedAudioError`` for a rate outside 8-192 kHz: the block read and the FFT
+    are sized by the rate, and a damaged 2 GHz header asked for hundreds of GB.
+    """
+    info = audio_info(path)
+    rate = int(info.samplerate)
+    check_sample_rate(rate, source=str(path))
+    frames = max(1, min(int(seconds * rate), int(info.frames)))
     for block in iter_audio_blocks(path, frames):
         return block.mean(axis=0), rate
     return np.zeros(0, dtype=np.float32), rate
