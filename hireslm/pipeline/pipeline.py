@@ -266,7 +266,9 @@ class RestorationPipeline:
         # to 8 s made short clips cost 8x.
         size = min(size, max(1, math.ceil(total / frame)) * frame)
         overlap = min(round(options.overlap_seconds * sr), size - 1)
-        plan = ChunkPlan(total=total, size=size, overlap=overlap)
+        # The last chunk only as long as what is left (whole frames), not padded to a full
+        # chunk: a 9 s file costs 9.5 s of model time, not 16.
+        plan = ChunkPlan(total=total, size=size, overlap=overlap, quantum=frame)
         overlap_add = OverlapAdd(plan, channels)
         chunks = iter_chunks(normalised, plan, pad_mode="reflect")  # 6.
         chunks_per_batch = max(1, options.batch_size // channels)
@@ -274,7 +276,10 @@ class RestorationPipeline:
             else torch.tensor(treatment.keep_below_hz, dtype=torch.float32)
         index = 0
         while index < plan.num_chunks:
-            batch = [next(chunks) for _ in range(min(chunks_per_batch, plan.num_chunks - index))]
+            count = min(chunks_per_batch, plan.num_chunks - index)
+            if count > 1 and plan.chunk_size(index + count - 1) != size:
+                count -= 1  # a shorter last chunk is a batch of its own
+            batch = [next(chunks) for _ in range(count)]
             rows = torch.from_numpy(np.concatenate(batch, axis=0))  # (len(batch) * C, size)
             seeds = [_row_seed(options.seed, index + i, c)
                      for i in range(len(batch)) for c in range(channels)]
@@ -282,7 +287,7 @@ class RestorationPipeline:
             if cutoffs is not None:  # 11.
                 with self._timed("fusion"):
                     restored = fuse_bands(rows, restored, cutoffs.repeat(len(batch)), sr)
-            restored = restored.numpy().reshape(len(batch), channels, size)
+            restored = restored.numpy().reshape(len(batch), channels, batch[0].shape[1])
             for chunk in restored:
                 finished = overlap_add.add(chunk)  # 12.
                 yield soft_limit(apply_gain(finished, -gain_db))  # 13., 14.
