@@ -47,10 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="add a deterministic train/valid/test split (90/5/5)")
 
     demo = sub.add_parser("fetch-demo", help="fetch demo speech/noise from Debian packages")
-    demo.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    demo.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                      help="where the audio and its manifests are written")
     demo.add_argument("--extras", action="store_true",
                       help="also fetch ktuberling-data and hedgewars-data (more speakers)")
-    demo.add_argument("--workers", type=int, default=_default_workers())
+    demo.add_argument("--workers", type=int, default=_default_workers(),
+                      help="parallel processes")
     demo.add_argument("--min-bandwidth", type=float, default=DEFAULT_MIN_BANDWIDTH_HZ,
                       metavar="HZ", help="full-band threshold for the speech manifests")
 

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="degradation config (ranges and chain stages)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override a config value (dotted key)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed; each file's randomness comes from (seed, relative path)")
     parser.add_argument("--sample-rate", type=int, default=None,
                         help="resample inputs to this rate before degrading (default: keep)")
     for what in ("noise", "rir", "babble"):

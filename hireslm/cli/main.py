@@ -78,7 +78,17 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
             module = importlib.import_module(module_name)
             module.add_arguments(command_parser)
             command_parser.set_defaults(_run=module.run)
+            _use_formatter(command_parser)
     return parser
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """``HelpFormatter`` for the actions a command adds itself (``release show``, ...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.formatter_class = HelpFormatter
+                _use_formatter(child)
 
 
 def chosen_command(argv: Sequence[str]) -> str | None:

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="print a release's config, per-stage metadata and "
                                        "whether each weights file matches its sha256 "
                                        "(exit 1 if one is missing or changed)")
-    show.add_argument("release_dir")
+    show.add_argument("release_dir", help="the release folder to show")
     merge = sub.add_parser("merge-lora", help="merge a LoRA adapter folder (run_dir/adapter) "
                                               "into its base release, as a new release")
     merge.add_argument("base_dir", help="the release the adapter was trained from (init_from)")

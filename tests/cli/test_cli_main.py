@@ -3,6 +3,7 @@ codes, ``--debug`` tracebacks and thread settings; as real processes where that 
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import subprocess
@@ -80,6 +81,18 @@ def test_restore_help_shows_defaults_and_every_option_has_help(capsys):
     restore = parser._subparsers._group_actions[0].choices["restore"]
     assert all(action.help for action in restore._actions), \
         [a.dest for a in restore._actions if not a.help]
+
+
+def test_every_option_of_every_command_has_help():
+    def undocumented(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child_name, child in action.choices.items():
+                    yield from undocumented(child, f"{name} {child_name}")
+            elif not action.help:
+                yield f"{name} {action.dest}"
+
+    assert list(undocumented(cli.build_parser(), "hireslm")) == []
 
 
 def test_missing_input_is_one_line_exit_2(tmp_path):
