@@ -11,22 +11,16 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from tqdm import tqdm
-
-from hireslm.audio import audio_info
-from hireslm.audio.errors import AudioError
-from hireslm.pipeline import RestorationPipeline, RestoreOptions
-from hireslm.pipeline.batch import existing_outputs, release_hash, report_unplanned, run_jobs
-from hireslm.pipeline.html_report import write_html_report
 from hireslm.pipeline.lock import OutputFolderLock, OutputFolderLockedError
 from hireslm.pipeline.options import KEEP_MODES
-from hireslm.pipeline.plan import Plan, plan_jobs, shard_jobs
-from hireslm.pipeline.provenance import make_provenance
-from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, part_name
-from hireslm.release import ReleaseError
+from hireslm.pipeline.plan import Plan, plan_jobs
+from hireslm.pipeline.report import REPORT_NAME, merge_reports
 from hireslm.resources import default_release, missing_release_message
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_dir():
         logger.error("%s", missing_release_message())
         return 2
+    # The models, torch and the release code load only now: planning and --dry-run need
+    # none of them (start-up).
+    from hireslm.release import ReleaseError
+
     try:
         with OutputFolderLock(args.output_dir, rank) as lock:
             return _restore(args, plan, lock, world_size)
@@ -122,6 +120,20 @@ def _restore(args: argparse.Namespace, plan: Plan, lock: OutputFolderLock,
              world_size: int) -> int:
     """Restore this process's share; the exit code of the whole run on process 0 (the others
     return 0 once done, so a launcher never stops a process that is still working)."""
+    from tqdm import tqdm
+
+    from hireslm.pipeline import RestorationPipeline, RestoreOptions
+    from hireslm.pipeline.batch import (
+        existing_outputs,
+        release_hash,
+        report_unplanned,
+        run_jobs,
+    )
+    from hireslm.pipeline.html_report import write_html_report
+    from hireslm.pipeline.plan import shard_jobs
+    from hireslm.pipeline.provenance import make_provenance
+    from hireslm.pipeline.report import ReportWriter, part_name
+
     rank = lock.rank
     device = args.device or _default_device()
     pipeline = RestorationPipeline.from_pretrained(args.checkpoint, device=device)
@@ -190,6 +202,9 @@ def _dry_run(plan: Plan, force: bool) -> int:
 
 
 def _total_seconds(jobs) -> float:
+    from hireslm.audio import audio_info
+    from hireslm.audio.errors import AudioError
+
     total = 0.0
     for job in jobs:
         try:
@@ -201,6 +216,8 @@ def _total_seconds(jobs) -> float:
 
 def _default_device() -> torch.device:
     """This process's GPU (``LOCAL_RANK`` under a launcher) if there is one, else the CPU."""
+    import torch
+
     if not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -51,9 +51,11 @@ def plan_jobs(inputs: Sequence[str | Path], out_dir: str | Path, suffix: str = "
 
     Raises:
         FileNotFoundError: an input does not exist.
-        ValueError: ``out_dir`` is inside an input folder or holds an input.
+        ValueError: ``out_dir`` is a file, is inside an input folder, or holds an input.
     """
     out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file: -o names the folder the restored files go to")
     roots = list(dict.fromkeys(Path(p).resolve() for p in inputs))
     for root in roots:
         if not root.exists():

@@ -106,15 +106,28 @@ def test_bad_checkpoint_is_one_line_exit_2(clip, tmp_path):
     _one_line_error(result, 2, str(tmp_path), "release")
 
 
-def test_output_that_is_a_file_is_one_line_exit_2_and_debug_shows_the_traceback(clip,
-                                                                               tmp_path):
+def test_output_that_is_a_file_is_one_line_exit_2(clip, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    argv = ["restore", str(clip), "-o", str(afile), "--no-progress"]
-    _one_line_error(_hireslm(*argv), 2, str(afile), "folder")
-    debug = _hireslm("--debug", *argv)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr, debug.stderr[-2000:]
+    _one_line_error(_hireslm("restore", str(clip), "-o", str(afile), "--no-progress"), 2,
+                    str(afile), "is a file", "folder")
     assert afile.read_text() == "not a folder"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    argv = ["release", "show", str(tmp_path / "no_release")]
+    _one_line_error(_hireslm(*argv), 2, "no_release")
+    debug = _hireslm("--debug", *argv)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr, debug.stderr[-2000:]
+
+
+def test_dry_run_imports_no_torch(clip, tmp_path):
+    result = subprocess.run([sys.executable, "-c", PROBE, "restore", str(clip), "-o",
+                             str(tmp_path / "out"), "--dry-run"], env=ENV, capture_output=True,
+                            text=True, timeout=60)
+    assert "restore\t" in result.stdout and "HEAVY" in result.stdout, result.stderr[-2000:]
+    assert [line for line in result.stdout.splitlines() if line.startswith("HEAVY")] == ["HEAVY"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_usage_errors_exit_2():
