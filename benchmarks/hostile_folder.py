@@ -223,7 +223,8 @@ def run(work: Path, checkpoint: Path) -> dict:
     # folder, then the resumed run left to finish.
     command = restore_command(inputs, out, checkpoint)
     first = start(command, env)
-    while time.time() - start_time < 600 and len(list(out.rglob("*.wav"))) < 8:
+    while first.poll() is None and time.time() - start_time < 600 \
+            and len(list(out.rglob("*.wav"))) < 8:
         time.sleep(0.1)
     first.send_signal(signal.SIGKILL)
     first.wait()

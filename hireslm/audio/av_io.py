@@ -57,6 +57,9 @@ def av_info(path: str | os.PathLike) -> AvInfo:
         fmt = container.format.name.split(",")[0].upper()
         codec = stream.codec_context.name.upper()
         channels = channels or stream.codec_context.channels
+    if rate <= 0 or channels <= 0:
+        raise UnreadableAudioError(f"{path}: not readable audio: FFmpeg finds a {codec} stream "
+                                   f"with no audio in it ({rate} Hz, {channels} channels)")
     return AvInfo(samplerate=int(rate), channels=int(channels), frames=frames, format=fmt,
                   subtype=codec)
 

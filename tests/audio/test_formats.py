@@ -157,3 +157,10 @@ def test_restore_reads_m4a_and_reports_what_it_cannot(tmp_path, release):
         assert records[name]["status"] == "ok"
         assert (restored.samplerate, restored.channels) == (48000, channels)
         assert restored.frames == round(source.frames * 48000 / source.samplerate)
+
+
+def test_a_text_file_named_flac_is_not_audio(tmp_path):
+    path = tmp_path / "notes.flac"
+    path.write_text("not audio\n")
+    with pytest.raises(UnreadableAudioError, match="notes.flac: not readable audio"):
+        audio_info(path)
