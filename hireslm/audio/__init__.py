@@ -6,8 +6,9 @@ planning, ``--dry-run``, ``analyze``'s folder walk) does not import torch for th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hireslm.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hireslm.audio.bandwidth import estimate_bandwidth
@@ -64,13 +65,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "AudioConfig",

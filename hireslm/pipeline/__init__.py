@@ -6,8 +6,9 @@ The names load with their module on first use: planning a run (``hireslm.pipelin
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hireslm.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hireslm.pipeline.files import RestoredFile, restore_file
@@ -23,13 +24,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "RestorationPipeline",

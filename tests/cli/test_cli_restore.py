@@ -149,17 +149,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_split_the_files(release, tmp_path):
-    archive, out = tmp_path / "archive", tmp_path / "out"
-    for i in range(5):
-        save_audio(archive / f"f{i}.flac", _speech(22050, 1.0 + 0.3 * i, i % 5), 22050)
+def _restore_in_two_processes(archive: Path, out: Path, release: Path
+                              ) -> subprocess.CompletedProcess:
+    """``hireslm restore`` under the documented CPU launch of two accelerate processes."""
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), "-m", "hireslm", "restore",
                str(archive), "-o", str(out), "--checkpoint", str(release), *FAST]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_split_the_files(release, tmp_path):
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    for i in range(5):
+        save_audio(archive / f"f{i}.flac", _speech(22050, 1.0 + 0.3 * i, i % 5), 22050)
+    result = _restore_in_two_processes(archive, out, release)
     assert result.returncode == 0, result.stderr[-3000:]
     records = _report(out)
     assert sorted(Path(r["input"]).name for r in records) == [f"f{i}.flac" for i in range(5)]
@@ -175,18 +181,12 @@ def test_two_processes_finish_together_when_one_is_slow_and_the_other_fails(rele
     audio in fewer bytes (the plan shares bytes, not seconds): process 0 must wait for
     process 1 before merging, and process 1 must not be stopped by process 0's failure."""
     archive, out = tmp_path / "archive", tmp_path / "out"
-    (archive).mkdir()
+    archive.mkdir()
     (archive / "a_corrupt.wav").write_bytes(b"RIFF" + os.urandom(1_500_000))
     slow = np.tile(_speech(8000, 2.0), 60)  # 120 s
     sf.write(archive / "b_slow.wav", slow.T, 8000, subtype="ULAW")  # ~960 kB
     save_audio(archive / "c_short.wav", _speech(16000, 0.5), 16000)
-    accelerate = Path(sys.executable).parent / "accelerate"
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "hireslm", "restore",
-               str(archive), "-o", str(out), "--checkpoint", str(release), *FAST]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = _restore_in_two_processes(archive, out, release)
     assert result.returncode == 1, result.stderr[-3000:]
     records = {Path(r["input"]).name: r for r in _report(out)}
     assert set(records) == {"a_corrupt.wav", "b_slow.wav", "c_short.wav"}
