@@ -11,6 +11,7 @@ Decoding AAC runs at about 1500x real time on one core.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,31 @@ class AvInfo:
 def av_info(path: str | os.PathLike) -> AvInfo:
     """Rate, channels and the exact frame count (by decoding the stream once).
 
+    The count is kept per (file, size, modification time): a restore asks for a file's info
+    for its progress total, its analysis and its report thumbnail, and each answer would
+    otherwise decode the whole stream again.
+
     Raises:
         UnreadableAudioError: FFmpeg cannot open it, it has no audio stream, or decoding fails.
     """
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise UnreadableAudioError(f"{path}: cannot be read ({exc.strerror})") from exc
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _INFO_CACHE:
+        _INFO_CACHE[key] = _count(path)
+        while len(_INFO_CACHE) > _INFO_CACHE_SIZE:
+            _INFO_CACHE.popitem(last=False)
+    return _INFO_CACHE[key]
+
+
+_INFO_CACHE: OrderedDict[tuple[str, int, int], AvInfo] = OrderedDict()
+_INFO_CACHE_SIZE = 1024
+
+
+def _count(path: str | os.PathLike) -> AvInfo:
+    """``av_info`` without the cache: one decoding pass."""
     frames = 0
     rate = channels = 0
     with _open(path) as (container, stream):
