@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from docs_section import replace_section  # noqa: E402
 
 from hireslm.audio import load_audio, resample  # noqa: E402
-from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file  # noqa: E402
+from hireslm.jobs.restore_one import restore_file  # noqa: E402
+from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "librivox"
 SECTION = "## Restoration"
@@ -74,7 +75,7 @@ def peak_memory_child(checkpoint: str, minutes: float, device: str) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         pipeline = RestorationPipeline.from_pretrained(checkpoint, device=device)
         start = time.perf_counter()
-        restore_file(pipeline, source, Path(tmp) / "out.wav", RestoreOptions(device=device))
+        restore_file(pipeline, source, Path(tmp) / "out.wav", RestoreOptions())
         elapsed = time.perf_counter() - start
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         whole_minutes = float(np.ceil(minutes))
@@ -111,7 +112,7 @@ def main() -> None:
     ]
     for steps in args.steps:
         for batch in args.batch_sizes:
-            options = RestoreOptions(num_steps=steps, batch_size=batch, device=args.device)
+            options = RestoreOptions(num_steps=steps, batch_size=batch)
             rtf, stages = time_restore(pipeline, wave, options)
             row = [f"{stages.get(k, 0.0):.4f}" for k in
                    ("mel", "encode", "diffusion", "decode", "vocoder")]

@@ -38,10 +38,10 @@ threads, steps = int(sys.argv[1]), int(sys.argv[2])
 torch.set_num_threads(threads)
 root = Path(sys.argv[3])
 pipeline = RestorationPipeline.from_pretrained(root / "checkpoints" / "hireslm-demo")
-dit = pipeline.dit
+dit = pipeline.generator.dit
 with torch.inference_mode():
     mel = torch.zeros(4, 128, 800)
-    cond = pipeline.vae.encode(mel).mean
+    cond = pipeline.generator.vae.encode(mel).mean
     x = torch.randn_like(cond)
     t = torch.full((4,), 500.0)
     for _ in range(3):

@@ -30,7 +30,7 @@ from hireslm.audio import estimate_bandwidth, load_audio, resample  # noqa: E402
 from hireslm.evaluation.dnsmos import DNSMOS_RATE, DnsmosScorer  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
-from hireslm.pipeline.batch import release_hash  # noqa: E402
+from hireslm.release import release_hash  # noqa: E402
 
 SECTION = "## Real band-limited recordings"
 EXTENDED_HZ = 7000.0

@@ -68,7 +68,7 @@ from hireslm.evaluation.pairs import ALL  # noqa: E402
 from hireslm.evaluation.plots import plot_spectrograms  # noqa: E402
 from hireslm.fileio import write_json_atomic  # noqa: E402
 from hireslm.pipeline import RestorationPipeline, RestoreOptions  # noqa: E402
-from hireslm.pipeline.batch import release_hash  # noqa: E402
+from hireslm.release import release_hash  # noqa: E402
 
 SECTION = "## Results"
 CLEAN = "clean"
@@ -144,8 +144,8 @@ def vocoder_only(pipeline: RestorationPipeline):
         wave = resample(wave, rate, 48000)
         # The pipeline's level handling: the vocoder learnt speech at about -20 LUFS.
         gain_db = loudness_gain_db(measure_loudness(wave, 48000), RestoreOptions().target_lufs)
-        mel = pipeline.mel(torch.from_numpy(apply_gain(wave, gain_db)))
-        rendered = pipeline.vocoder(mel)[..., : wave.shape[-1]].numpy()
+        mel = pipeline.generator.mel(torch.from_numpy(apply_gain(wave, gain_db)))
+        rendered = pipeline.generator.vocoder(mel)[..., : wave.shape[-1]].numpy()
         return apply_gain(rendered, -gain_db)
     return process
 

@@ -12,6 +12,7 @@ raises ``ReleaseError`` with a one-line message naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -425,3 +426,15 @@ def _one_line(exc: BaseException, limit: int = 500) -> str:
     if type(exc) is KeyError:
         text = f"no key {text}"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def release_hash(release_dir: str | Path) -> str:
+    """Short sha256 over a release's config and weights: which model made an output."""
+    digest = hashlib.sha256()
+    release_dir = Path(release_dir)
+    for path in [release_dir / "config.yaml", *sorted(release_dir.glob("*.safetensors"))]:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

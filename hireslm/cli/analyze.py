@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from hireslm.analysis import DiagnosisThresholds
+from hireslm.analysis.first_pass import analyse_source
 from hireslm.audio import audio_info
 from hireslm.audio.errors import AudioError
+from hireslm.audio.source import FileSource
 from hireslm.audiotree import TreeProblem, scan_audio
 from hireslm.fileio import atomic_path
-from hireslm.pipeline.source import analyse_file
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +100,13 @@ def analysis_record(
     thresholds: DiagnosisThresholds | None = None,
 ) -> dict[str, Any]:
     """One file's JSON-ready record (``status`` "ok"), from restoration's own first pass
-    (``hireslm.pipeline.source.analyse_file``), so ``analyze`` reports exactly what
+    (``hireslm.analysis.first_pass.analyse_source``), so ``analyze`` reports exactly what
     ``restore`` decides from.
 
     Raises:
         UnreadableAudioError, EmptyAudioError, NonFiniteAudioError.
     """
-    analysis = analyse_file(path, sample_rate, thresholds)
+    analysis = analyse_source(FileSource(path), sample_rate, thresholds)
     channels = analysis.channel_analysis
     return {
         "input": str(path),

@@ -38,6 +38,21 @@ class ChunkPlan:
         if self.quantum is not None and (self.quantum < 1 or self.size % self.quantum):
             raise ValueError(f"quantum must divide size, got {self.quantum}, {self.size}")
 
+    @classmethod
+    def for_stream(cls, total: int, *, chunk_seconds: float, overlap_seconds: float,
+                   frame: int, sample_rate: int) -> ChunkPlan:
+        """The plan for a stream of ``total`` samples at ``sample_rate``, in chunks of about
+        ``chunk_seconds`` made of whole model frames of ``frame`` samples (so chunk borders
+        fall on frame borders), crossfaded over ``overlap_seconds``.
+
+        A stream shorter than one chunk is one chunk of its own length (padding a 1 s clip
+        to 8 s made short clips cost 8x), and the last chunk is only as long as what is left.
+        """
+        size = max(1, round(chunk_seconds * sample_rate / frame)) * frame
+        size = min(size, max(1, math.ceil(total / frame)) * frame)
+        overlap = min(round(overlap_seconds * sample_rate), size - 1)
+        return cls(total=total, size=size, overlap=overlap, quantum=frame)
+
     @property
     def step(self) -> int:
         return self.size - self.overlap

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hireslm.analysis import ChannelAnalysis
-from hireslm.pipeline.options import KEEP_MODES
+from hireslm.options import KEEP_MODES
 
 # The gate keeps the recovered signal where the input lies less than this far above what
 # recovery removed (docs/recovery.md: clean test clips lie 14-30 dB above it, noisy ones at

@@ -17,6 +17,7 @@ from hireslm.analysis import analyse_wave
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
 from hireslm.data.degradations.filters import lowpass
+from hireslm.options import DEFAULT_OPTIONS
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
 from hireslm.pipeline.treatment import decide_treatment
 
@@ -57,7 +58,7 @@ def test_full_band_clean_input_passes_untouched(pipeline, full_band):
 
 
 def test_band_limited_input_keeps_its_band_and_gains_the_missing_one(pipeline, band_limited):
-    out, treatment = pipeline.restore_with_treatment(band_limited, SR)
+    out, treatment = _restored(pipeline, band_limited)
     assert treatment.generate and not treatment.recover
     (cutoff,) = treatment.keep_below_hz
     assert 4000 < cutoff < 5500
@@ -70,7 +71,7 @@ def test_band_limited_input_keeps_its_band_and_gains_the_missing_one(pipeline, b
 
 
 def test_keep_none_regenerates_the_whole_band(pipeline, band_limited):
-    out, treatment = pipeline.restore_with_treatment(band_limited, SR, RestoreOptions(keep="none"))
+    out, treatment = _restored(pipeline, band_limited, RestoreOptions(keep="none"))
     assert treatment.keep_below_hz is None
     assert _band_db(out - band_limited, 50, 3000) > _band_db(band_limited, 50, 3000) - 20
 
@@ -87,7 +88,7 @@ def test_keep_input_never_recovers(pipeline, band_limited):
 def test_channels_keep_their_own_cutoff(pipeline, band_limited, full_band):
     n = min(band_limited.shape[1], full_band.shape[1])
     stereo = np.concatenate([band_limited[:, :n], full_band[:, :n]])
-    out, treatment = pipeline.restore_with_treatment(stereo, SR)
+    out, treatment = _restored(pipeline, stereo)
     assert math.isfinite(treatment.keep_below_hz[0]) and treatment.keep_below_hz[1] == math.inf
     np.testing.assert_allclose(out[1], stereo[1], atol=2e-6)
 
@@ -96,7 +97,7 @@ def test_fusion_is_what_the_pipeline_applies(pipeline, band_limited):
     """The kept band comes through chunking and overlap-add unchanged (chunk borders too)."""
     options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
     out = pipeline(band_limited, SR, options)
-    cutoff = pipeline.restore_with_treatment(band_limited, SR, options)[1].keep_below_hz[0]
+    cutoff = _restored(pipeline, band_limited, options)[1].keep_below_hz[0]
     spec = torch.stft(torch.from_numpy(out - band_limited), 2048, 480,
                       window=torch.hann_window(2048), return_complex=True).abs() ** 2
     freqs = torch.linspace(0, SR / 2, spec.shape[1])
@@ -123,3 +124,9 @@ def test_report_says_what_was_kept_and_generated(tmp_path, band_limited, full_ba
                  str(release_dir), "--no-progress", "--keep", "none"]) == 0
     line = json.loads((tmp_path / "none" / "restore_report.jsonl").read_text().splitlines()[0])
     assert line["treatment"]["kept"] is None
+
+
+def _restored(pipeline, wave, options=DEFAULT_OPTIONS):
+    """The restored audio and the ``Treatment`` the pipeline decided for it."""
+    result = pipeline.restore(wave, options, sample_rate=SR)
+    return result.audio, result.account.decision

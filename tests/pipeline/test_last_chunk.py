@@ -43,19 +43,19 @@ def test_pipeline_runs_the_models_on_what_is_left_only(tmp_path, monkeypatch):
     wave, sr = load_audio(sorted(EXAMPLES.glob("*.flac"))[1])
     wave = wave[:, : int(1.3 * sr)]  # 1.3 s in 0.8 s chunks: the second has 0.7 s left
     seen: list[tuple[int, int]] = []
-    restore_chunks = pipeline.restore_chunks
+    restore_chunks = pipeline.generator.restore_chunks
 
     def spy(chunks, seeds, options):
         seen.append(tuple(chunks.shape))
         return restore_chunks(chunks, seeds, options)
 
-    monkeypatch.setattr(pipeline, "restore_chunks", spy)
+    monkeypatch.setattr(pipeline.generator, "restore_chunks", spy)
     options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2, seed=1, batch_size=4)
     out = pipeline(wave, sr, options)
     assert out.shape == (1, round(wave.shape[1] * 48000 / sr))
     assert np.isfinite(out).all() and np.abs(out).max() < 1.0
     # 0.7 s left, rounded up to whole latent frames, in a batch of its own.
-    frame = pipeline.audio.hop_length * pipeline.vae.downsample
+    frame = pipeline.audio.hop_length * pipeline.generator.vae.downsample
     assert seen == [(1, 38400), (1, -(-33600 // frame) * frame)]
     assert seen[1][1] < 38400
     seen.clear()

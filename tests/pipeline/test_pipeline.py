@@ -10,7 +10,8 @@ import pytest
 from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
-from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
+from hireslm.jobs.restore_one import restore_file
+from hireslm.pipeline import RestorationPipeline, RestoreOptions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
@@ -93,9 +94,9 @@ def test_strength_moves_from_resynthesis_to_full_diffusion(pipeline, speech):
         with pytest.raises(ValueError, match="strength"):
             RestoreOptions(strength=bad)
     with pytest.raises(ValueError, match="'euler' sampler"):  # refused before any audio
-        pipeline.check_options(RestoreOptions(strength=0.5, scheduler="flow_match_euler"))
+        pipeline.resolve(RestoreOptions(strength=0.5, scheduler="flow_match_euler"))
     with pytest.raises(ValueError, match="samplers"):
-        pipeline.check_options(RestoreOptions(scheduler="ddim"))
+        pipeline.resolve(RestoreOptions(scheduler="ddim"))
 
 
 def test_silence_in_silence_out(pipeline):

@@ -20,7 +20,8 @@ from hireslm.cli import release as release_cli
 from hireslm.config import load_config
 from hireslm.data.dataset import PairedSpeechDataset
 from hireslm.data.manifest import index_folders, write_manifest
-from hireslm.pipeline import RestorationPipeline, RestoreOptions, restore_file
+from hireslm.jobs.restore_one import restore_file
+from hireslm.pipeline import RestorationPipeline, RestoreOptions
 from hireslm.release import ReleaseError, load_release_config, load_stage, read_meta, save_stage
 from hireslm.training import fit
 from hireslm.training.adapters import (

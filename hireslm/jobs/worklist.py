@@ -1,41 +1,29 @@
-"""Batch restoration: run a plan's jobs one by one, each to its own output, each reported.
+"""A process's share of a run: its jobs one by one, each to its own output, each reported.
 
-Nothing is lost: outputs go to a separate tree (``hireslm.pipeline.plan``), each is written
-atomically and carries what made it (``hireslm.pipeline.provenance``), a finished output is
+Nothing is lost: outputs go to a separate tree (``hireslm.jobs.plan``), each is written
+atomically and carries what made it (``hireslm.jobs.provenance``), a finished output is
 skipped on reruns, and a bad file is reported and skipped without stopping the batch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hireslm.audio.errors import AudioError
-from hireslm.pipeline.files import restore_file
-from hireslm.pipeline.options import RestoreOptions
-from hireslm.pipeline.pipeline import RestorationPipeline
-from hireslm.pipeline.plan import Job, Unplanned
-from hireslm.pipeline.provenance import ExistingOutput, inspect_output, provenance_comment
-from hireslm.pipeline.report import ReportWriter
+from hireslm.jobs.jsonl_report import ReportWriter
+from hireslm.jobs.plan import Job, Unplanned
+from hireslm.jobs.provenance import ExistingOutput, inspect_output, provenance_comment
+from hireslm.jobs.restore_one import restore_file
+from hireslm.options import RestoreOptions
+
+if TYPE_CHECKING:  # the signal level brings torch; a job imports it only to restore
+    from hireslm.pipeline import RestorationPipeline
 
 logger = logging.getLogger(__name__)
-
-
-def release_hash(release_dir: str | Path) -> str:
-    """Short sha256 over a release's config and weights: which model made an output."""
-    digest = hashlib.sha256()
-    release_dir = Path(release_dir)
-    for path in [release_dir / "config.yaml", *sorted(release_dir.glob("*.safetensors"))]:
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def existing_outputs(jobs: Sequence[Job], provenance: dict[str, Any],

@@ -20,20 +20,21 @@ import soundfile as sf
 import hireslm
 from hireslm.audio import audio_info
 from hireslm.audio.errors import AudioError
-from hireslm.pipeline.options import RestoreOptions
-from hireslm.pipeline.source import output_length
+from hireslm.audio.stream import output_length
+from hireslm.options import RestoreOptions
 
 TAG = "hireslm-restore "
 OUTPUT_RATE = 48000
 
 
-def make_provenance(release: str, options: RestoreOptions, *, default_steps: int,
-                    default_scheduler: str | None, subtype: str) -> dict[str, Any]:
-    """The record an output carries: the release hash and every setting that shapes the audio
-    (defaults resolved, so "the release's default" and the same number explicitly match)."""
+def make_provenance(release: str, options: RestoreOptions, *, subtype: str) -> dict[str, Any]:
+    """The record an output carries: the release hash and every setting that shapes the audio.
+
+    ``options`` are resolved (``RestorationPipeline.resolve``: the release's default steps and
+    scheduler filled in), so "the release's default" and the same number explicitly match.
+    """
     settings = {
-        "steps": default_steps if options.num_steps is None else options.num_steps,
-        "scheduler": options.scheduler or default_scheduler,
+        "steps": options.num_steps, "scheduler": options.scheduler,
         "strength": options.strength, "keep": options.keep, "seed": options.seed,
         "chunk_seconds": options.chunk_seconds, "overlap_seconds": options.overlap_seconds,
         "precision": options.precision, "target_lufs": options.target_lufs,

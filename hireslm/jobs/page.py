@@ -5,7 +5,7 @@ written atomically. One static file, no server, nothing fetched at view time: it
 disk and keeps working when the output folder is moved (links into it are relative). Per
 file: status, what the analysis found, what was kept, recovered and generated, spectrogram
 thumbnails of the input and the output (``OUTDIR/.report/``, made once per file version,
-``hireslm.pipeline.thumbnails``) and a player for each; failures first; sortable columns.
+``hireslm.jobs.thumbnails``) and a player for each; failures first; sortable columns.
 The first ``MAX_ROWS`` files get pictures and players, the rest a plain table, so the page
 stays light for archives of 10^4 files.
 """
@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 from hireslm.fileio import write_text_atomic
-from hireslm.pipeline.report import REPORT_NAME, read_report
-from hireslm.pipeline.thumbnails import HEIGHT, WIDTH, ensure_thumbnail
+from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
+from hireslm.jobs.thumbnails import HEIGHT, WIDTH, ensure_thumbnail
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from hireslm.audiotree import distinct_labels, mirror_names, reference_keys, sca
 from hireslm.cli.main import main
 from hireslm.evaluation.pairs import match_files
 from hireslm.fileio import file_sha256
-from hireslm.pipeline.lock import LOCK_NAME, OutputFolderLock, is_held
-from hireslm.pipeline.plan import Job, shard_jobs
-from hireslm.pipeline.provenance import read_provenance
-from hireslm.pipeline.report import REPORT_NAME, ReportWriter, merge_reports, read_report
+from hireslm.jobs.jsonl_report import REPORT_NAME, ReportWriter, merge_reports, read_report
+from hireslm.jobs.lock import LOCK_NAME, OutputFolderLock, is_held
+from hireslm.jobs.plan import Job, shard_jobs
+from hireslm.jobs.provenance import read_provenance
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
@@ -209,7 +209,7 @@ def test_resume_redoes_broken_outputs_and_keeps_others(release, speech, tmp_path
 
 HOLD_LOCK = """
 import sys, time
-from hireslm.pipeline.lock import OutputFolderLock
+from hireslm.jobs.lock import OutputFolderLock
 with OutputFolderLock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -239,7 +239,7 @@ SECOND_RUN = """
 import sys, time
 from pathlib import Path
 from hireslm.cli.main import build_parser, main
-from hireslm.pipeline.lock import is_held
+from hireslm.jobs.lock import is_held
 build_parser()  # imports every command's modules now
 while not is_held(Path(sys.argv[1])):
     time.sleep(0.01)

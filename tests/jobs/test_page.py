@@ -18,7 +18,7 @@ from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
-from hireslm.pipeline.html_report import (
+from hireslm.jobs.page import (
     ASSETS_DIR,
     PAGE_NAME,
     build_html_report,
@@ -27,7 +27,7 @@ from hireslm.pipeline.html_report import (
     row_key,
     write_html_report,
 )
-from hireslm.pipeline.thumbnails import encode_png, palette, quantize, spectrogram_image
+from hireslm.jobs.thumbnails import encode_png, palette, quantize, spectrogram_image
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]

@@ -11,8 +11,8 @@ from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
+from hireslm.jobs.restore_one import restore_file
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
-from hireslm.pipeline.files import restore_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 

@@ -1,4 +1,5 @@
-"""Runtime options of a restoration run."""
+"""The options of a restoration: what the signal level (``hireslm.pipeline``) and the job
+level (``hireslm.jobs``) both read. Plain data, so planning a run imports no torch."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ class RestoreOptions:
     chunk_seconds: float = 8.0
     overlap_seconds: float = 0.5
     batch_size: int = 4
-    device: str = "cpu"
     precision: str = "fp32"
     seed: int = 0
     target_lufs: float = -20.0

@@ -1,0 +1,300 @@
+"""``RestorationPipeline``: degraded audio of any rate and length in, restored 48 kHz out.
+
+``restore(source, options)`` (or ``stream`` for bounded memory) is the one call, for files
+and arrays alike. The steps, numbered as in the code:
+
+1. the first pass (``hireslm.analysis.first_pass``): decode, check (finite, sane peak) and
+   measure the input: length at 48 kHz, loudness, each channel's analysis
+2. decide the file's ``Treatment`` (``hireslm.pipeline.treatment``): what to recover, keep
+   and generate; options were resolved (release defaults filled in) before
+3. second pass: resample to 48 kHz (streaming soxr) and loudness-normalise to
+   ``target_lufs`` with the gain the first pass measured
+4. waveform recovery (DeepFilterNet3) over the whole stream, kept per segment where it
+   removed noise or a room (``hireslm.pipeline.gate``)
+5. where a band is missing: the generative stages make it (``hireslm.pipeline.generator``)
+6. undo the loudness gain; peak-safe: a soft limiter, so the output never clips
+7. the output check (``hireslm.pipeline.output_check``): finite, at a sane level
+
+Every step streams, so a file of hours is restored in memory bounded by one batch of chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hireslm.analysis.first_pass import InputAnalysis, analyse_source
+from hireslm.audio import AudioConfig, apply_gain, loudness_gain_db
+from hireslm.audio.limiter import soft_limit
+from hireslm.audio.source import AudioSource, as_source, blocks_at
+from hireslm.audio.stream import BLOCK_SECONDS
+from hireslm.config import plain
+from hireslm.models.recovery import PRETRAINED_RECOVERY, WaveRecovery
+from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
+from hireslm.pipeline.account import RestorationAccount
+from hireslm.pipeline.gate import GateStats, gated_recovery
+from hireslm.pipeline.generator import BandGenerator
+from hireslm.pipeline.output_check import OutputCheck
+from hireslm.pipeline.treatment import Treatment, decide_treatment
+from hireslm.release import (
+    config_errors,
+    load_audio_config,
+    load_release_config,
+    load_stage,
+    save_pretrained_entry,
+    save_stage,
+    stage_entry,
+)
+from hireslm.resources import default_release, missing_release_message
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_STAGES = ("vae", "dit", "vocoder")
+OPTIONAL_STAGES = ("recovery",)
+
+
+@dataclass
+class RestoredAudio:
+    """``audio`` ``(C, M)`` float32 at ``sample_rate`` (48 kHz), every sample inside (-1, 1),
+    and the ``account`` of what was done."""
+
+    audio: np.ndarray
+    sample_rate: int
+    account: RestorationAccount
+
+
+class Restoration:
+    """A restoration under way: iterate for the output's ``(C, n)`` blocks at
+    ``sample_rate`` (they add up to ``account.output_frames``); ``account`` is complete once
+    they are all read."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], account: RestorationAccount,
+                 sample_rate: int) -> None:
+        self.channels = account.channels
+        self.sample_rate = sample_rate
+        self._blocks = blocks
+        self._account = account
+        self._done = False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield from self._blocks
+        self._done = True
+
+    @property
+    def account(self) -> RestorationAccount:
+        if not self._done:
+            raise RuntimeError("the account is complete once every block has been read")
+        return self._account
+
+
+class RestorationPipeline:
+    """A release's stages, ready to restore audio.
+
+    Args:
+        generator: the generative stages (VAE, DiT, vocoder; ``BandGenerator``).
+        specs: stage name -> its release entry (``model``, ``kwargs`` and stage extras).
+        audio: the audio front end the stages were trained with.
+        wave_recovery: a pretrained waveform recovery (``PRETRAINED_RECOVERY``), named by the
+            release's ``recovery`` entry, or None.
+    """
+
+    def __init__(self, *, generator: BandGenerator, specs: dict[str, dict[str, Any]],
+                 audio: AudioConfig, wave_recovery: WaveRecovery | None = None) -> None:
+        if wave_recovery is not None and generator.mel_recovery is not None:
+            raise ValueError("a release has one recovery stage: a mel model or a waveform one")
+        self.generator = generator
+        self.specs = {name: dict(spec) for name, spec in specs.items()}
+        self.audio = audio
+        self.wave_recovery = wave_recovery
+        self.times = generator.times
+        self._resolved: dict[RestoreOptions, RestoreOptions] = {}
+
+    # -- loading and saving -------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, release_dir: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> RestorationPipeline:
+        """Load a release folder strictly (None: the shipped release, ``hireslm.resources``);
+        any problem raises ``ReleaseError`` (one line, naming the file).
+
+        ``config.yaml`` is checked whole before any weights are read: every stage's entry
+        and the audio front end. Then ``load_stage`` checks each weights file against the
+        sha256 ``meta.json`` records (``hireslm.release.verify_weights``: a release without
+        hashes loads with a warning) and loads it strictly into its model.
+        """
+        if release_dir is None:
+            release_dir = default_release()
+            if not release_dir.is_dir():
+                raise FileNotFoundError(missing_release_message())
+        optional = [s for s in OPTIONAL_STAGES if s in load_release_config(release_dir)]
+        stages = [*REQUIRED_STAGES, *optional]
+        specs = {stage: plain(stage_entry(release_dir, stage)) for stage in stages}
+        audio = load_audio_config(release_dir)
+        wave_recovery = None
+        if "recovery" in specs and specs["recovery"]["model"] in PRETRAINED_RECOVERY:
+            entry = specs["recovery"]
+            with config_errors(release_dir, f"stage 'recovery' ({entry['model']})"):
+                wave_recovery = PRETRAINED_RECOVERY[entry["model"]](**entry.get("kwargs", {}))
+            stages.remove("recovery")
+        models = {stage: load_stage(release_dir, stage, device) for stage in stages}
+        with config_errors(release_dir, "pipeline settings"):
+            generator = BandGenerator(vae=models["vae"], dit=models["dit"],
+                                      vocoder=models["vocoder"], specs=specs, audio=audio,
+                                      mel_recovery=models.get("recovery"))
+            pipeline = cls(generator=generator, specs=specs, audio=audio,
+                           wave_recovery=wave_recovery)
+        return pipeline.to(device)
+
+    def save_pretrained(self, release_dir: str | Path) -> Path:
+        """Write a release folder that ``from_pretrained`` loads back identically."""
+        trained = self.generator.models()
+        for stage, spec in self.specs.items():
+            extra = {k: v for k, v in spec.items() if k not in ("model", "kwargs")}
+            if stage in trained:
+                save_stage(release_dir, stage, trained[stage], extra=extra, audio=self.audio)
+            else:
+                save_pretrained_entry(release_dir, stage, spec["model"],
+                                      spec.get("kwargs", {}), extra=extra)
+        return Path(release_dir)
+
+    @property
+    def recovery_name(self) -> str | None:
+        """The release's recovery model, as its ``recovery`` entry names it."""
+        return self.specs["recovery"]["model"] if "recovery" in self.specs else None
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall seconds spent per stage since the pipeline was made."""
+        return self.times.seconds
+
+    def to(self, device: str | torch.device) -> RestorationPipeline:
+        self.generator.to(device)
+        return self
+
+    # -- restoring ----------------------------------------------------------------------
+
+    def resolve(self, options: RestoreOptions = DEFAULT_OPTIONS) -> RestoreOptions:
+        """``options`` with the release's defaults filled in (``num_steps``, ``scheduler``),
+        checked against what this release can honour; ``ValueError`` otherwise."""
+        if options not in self._resolved:
+            resolved = replace(
+                options,
+                num_steps=self.generator.default_steps if options.num_steps is None
+                else options.num_steps,
+                scheduler=options.scheduler or self.generator.default_scheduler)
+            self.generator.check_sampling(resolved)
+            self._resolved[options] = self._resolved[resolved] = resolved
+        return self._resolved[options]
+
+    def __call__(self, wave: Any, sample_rate: int,
+                 options: RestoreOptions = DEFAULT_OPTIONS) -> np.ndarray:
+        """``restore(wave, options, sample_rate=sample_rate).audio``."""
+        return self.restore(wave, options, sample_rate=sample_rate).audio
+
+    def restore(self, source: Any, options: RestoreOptions = DEFAULT_OPTIONS, *,
+                sample_rate: int | None = None) -> RestoredAudio:
+        """Restore a file path, or in-memory samples at ``sample_rate`` (NumPy or torch;
+        ``(N,)`` or ``(C, N)``), whole: ``(C, M)`` float32 at 48 kHz with
+        ``M = round(N * 48000 / sample_rate)``, and the account. For long files, ``stream``.
+
+        Raises:
+            AudioError: the input cannot be read, is empty, not finite, or out of range.
+            BadOutputError: the models' output is not finite or not at a sane level.
+            ValueError: options this release cannot honour.
+        """
+        restoration = self.stream(source, options, sample_rate=sample_rate)
+        audio = np.concatenate(list(restoration), axis=1)
+        return RestoredAudio(audio, self.audio.sample_rate, restoration.account)
+
+    def stream(self, source: Any, options: RestoreOptions = DEFAULT_OPTIONS, *,
+               sample_rate: int | None = None,
+               on_progress: Callable[[float], None] | None = None) -> Restoration:
+        """``restore``, streaming: runs the first pass (steps 1-2) now, and returns the
+        ``Restoration`` whose blocks run steps 3-7 as they are read, in bounded memory.
+        ``on_progress(seconds)`` credits input seconds done as blocks are produced."""
+        start = time.perf_counter()
+        options = self.resolve(options)
+        source = as_source(source, sample_rate)
+        sr = self.audio.sample_rate
+        analysis = analyse_source(source, sr)  # 1.
+        gain_db = loudness_gain_db(analysis.loudness_lufs, options.target_lufs)
+        account = RestorationAccount(
+            input_sample_rate=analysis.sample_rate, channels=analysis.channels,
+            duration_s=analysis.duration_s, output_frames=analysis.frames_48k,
+            gain_db=gain_db, silent=analysis.is_silent, warnings=list(analysis.warnings),
+            analysis=[channel.to_dict() for channel in analysis.channel_analysis])
+        credit = None if on_progress is None else (lambda n: on_progress(n / sr))
+        if analysis.is_silent:
+            account.warnings.append("input is digital silence; wrote silence")
+            blocks = _silence(analysis, int(BLOCK_SECONDS * sr), credit)
+        else:
+            treatment = decide_treatment(  # 2.
+                list(analysis.channel_analysis), options.keep, frames=analysis.frames_48k,
+                can_recover=self.wave_recovery is not None)
+            blocks = self._restored_blocks(source, analysis, gain_db, options, treatment,
+                                           account, credit)
+        return Restoration(_finished(blocks, account, start), account, sr)
+
+    def _restored_blocks(
+        self, source: AudioSource, analysis: InputAnalysis, gain_db: float,
+        options: RestoreOptions, treatment: Treatment, account: RestorationAccount,
+        credit: Callable[[int], None] | None,
+    ) -> Iterator[np.ndarray]:
+        """Steps 3-7; fills in ``account.treatment`` once the stream is done."""
+        sr, channels, total = self.audio.sample_rate, analysis.channels, analysis.frames_48k
+        check = OutputCheck()
+        gate = GateStats()
+        normalised = (apply_gain(block, gain_db)  # 3.
+                      for block in check.watch_input(blocks_at(source, sr)))
+        if treatment.recover:  # 4.
+            if self.wave_recovery is None:
+                raise ValueError("the treatment asks for recovery; this release has none")
+            # Timed with the reading and resampling it pulls through.
+            normalised = self.times.timed_blocks("recovery", gated_recovery(
+                self.wave_recovery, normalised, channels, treatment.recovery_threshold_db,
+                gate, sr))
+        if treatment.generate:  # 5.
+            restored = self.generator.generate(normalised, total, channels, options,
+                                               treatment, on_done=credit)
+        else:
+            restored = _credited(normalised, credit)
+        finished = (soft_limit(apply_gain(block, -gain_db)) for block in restored)  # 6.
+        yield from check.watch_output(finished, sr)  # 7.
+        check.finish()
+        account.decision = treatment
+        account.treatment = treatment.to_dict(
+            self.recovery_name, sr / 2, gate.recovered_share() if treatment.recover else None)
+
+
+def _credited(blocks: Iterator[np.ndarray],
+              credit: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+    """``blocks``, crediting each one's samples once it has been handed on."""
+    for block in blocks:
+        yield block
+        if credit is not None:
+            credit(block.shape[1])
+
+
+def _silence(analysis: InputAnalysis, block: int,
+             credit: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+    """Digital silence in, digital silence out: ``(C, n)`` zero blocks of the exact length."""
+    for start in range(0, analysis.frames_48k, block):
+        n = min(block, analysis.frames_48k - start)
+        yield np.zeros((analysis.channels, n), dtype=np.float32)
+        if credit is not None:
+            credit(n)
+
+
+def _finished(blocks: Iterator[np.ndarray], account: RestorationAccount,
+              start: float) -> Iterator[np.ndarray]:
+    """``blocks``, then the wall time of the whole restoration into ``account.seconds``."""
+    yield from blocks
+    account.seconds = time.perf_counter() - start
