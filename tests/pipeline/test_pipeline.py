@@ -104,7 +104,32 @@ def test_silence_in_silence_out(pipeline):
     assert out.shape == (1, 48000) and not out.any()
 
 
-def test_restore_file_streams_and_matches_in_memory(pipeline, speech, tmp_path):
+def test_files_and_arrays_take_one_path(pipeline, speech, tmp_path):
+    """A file, its samples as float32, float64 (soundfile's default), int16 and a torch
+    tensor, mono or (1, N): the same restoration and the same account."""
+    import torch
+
+    wave, sr = speech
+    source = save_audio(tmp_path / "in.wav", wave, sr, subtype="FLOAT")
+    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
+    from_file = pipeline.restore(source, options)
+    assert from_file.audio.shape == (1, round(wave.shape[1] * 3)) and from_file.sample_rate == 48000
+    account = from_file.account
+    assert account.channels == 1 and account.input_sample_rate == sr and account.treatment
+    for samples in (wave, wave[0].astype(np.float64), torch.from_numpy(wave[0])):
+        in_memory = pipeline.restore(samples, options, sample_rate=sr)
+        np.testing.assert_array_equal(in_memory.audio, from_file.audio)
+        assert in_memory.account.treatment == account.treatment
+        assert in_memory.account.analysis == account.analysis
+    as_int16 = pipeline.restore((wave * 32767).astype(np.int16), options, sample_rate=sr)
+    np.testing.assert_allclose(as_int16.audio, from_file.audio, atol=2e-3)
+    with pytest.raises(ValueError, match="channels than samples"):
+        pipeline.restore(wave.T, sample_rate=sr)  # (N, C), as soundfile gives multichannel
+    with pytest.raises(ValueError, match="sample_rate"):
+        pipeline.restore(wave)
+
+
+def test_restore_file_streams_what_restore_returns(pipeline, speech, tmp_path):
     wave, sr = speech
     source = save_audio(tmp_path / "in.flac", wave, sr)
     options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
@@ -112,9 +137,8 @@ def test_restore_file_streams_and_matches_in_memory(pipeline, speech, tmp_path):
     restored, out_sr = load_audio(tmp_path / "out.wav")
     assert out_sr == 48000 and restored.shape == (1, round(wave.shape[1] * 3))
     assert result.channels == 1 and result.input_sample_rate == sr
-    in_memory = pipeline(wave, sr, options)
-    # 24-bit output: equal to the in-memory result up to quantisation.
-    np.testing.assert_allclose(restored, in_memory, atol=2e-4)
+    # 24-bit output: equal to the whole restoration up to quantisation.
+    np.testing.assert_allclose(restored, pipeline.restore(source, options).audio, atol=2e-4)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
