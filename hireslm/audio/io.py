@@ -153,13 +153,42 @@ def iter_audio_blocks(
         return
     try:
         with handle:
-            for block in handle.blocks(
-                blocksize=block_frames, overlap=overlap_frames, dtype="float32", always_2d=True
-            ):
-                yield np.ascontiguousarray(block.T)
+            yield from _sf_blocks(handle, block_frames, overlap_frames)
     except sf.LibsndfileError as exc:
         raise UnreadableAudioError(
             f"{path}: cannot decode its audio ({_libsndfile_reason(exc)}): damaged?") from exc
+
+
+def _sf_blocks(handle: sf.SoundFile, block_frames: int,
+               overlap_frames: int) -> Iterator[np.ndarray]:
+    """``iter_audio_blocks`` for an open libsndfile handle: only the frames that decoded.
+
+    soundfile's own ``blocks`` yields its whole buffer after a short read, so a file that
+    holds less than its header announces (a cut MP3) came out padded with whatever that
+    memory held before (an earlier block, another file's samples, 1e20s).
+    """
+    buffer = np.empty((block_frames, handle.channels), dtype=np.float32)
+    held = 0  # frames at the buffer's start carried over from the previous block
+    while True:
+        filled = held + _read_into(handle, buffer[held:])
+        if filled > held:
+            yield buffer[:filled].T.copy()  # C order; the buffer is reused
+        if filled < block_frames:
+            return
+        if overlap_frames:
+            buffer[:overlap_frames] = buffer[block_frames - overlap_frames:]
+        held = overlap_frames
+
+
+def _read_into(handle: sf.SoundFile, out: np.ndarray) -> int:
+    """Fill ``out`` from ``handle``; the frames read (fewer only at the end of what decodes)."""
+    done = 0
+    while done < len(out):
+        got = len(handle.read(len(out) - done, dtype="float32", out=out[done:]))
+        if got == 0:
+            break
+        done += got
+    return done
 
 
 def check_audio(wave: np.ndarray, *, source: str = "audio", allow_silent: bool = True) -> None:
