@@ -29,6 +29,13 @@ from hireslm.audio.errors import (
     unreadable_reason,
     write_reason,
 )
+from hireslm.audio.sndfile import (
+    SoundInfo,
+    counted_info,
+    is_mpeg,
+    libsndfile_reason,
+    sf_blocks,
+)
 from hireslm.fileio import atomic_path
 
 # File name suffixes treated as audio when walking folders (restore inputs, evaluation pairs).
@@ -49,31 +56,31 @@ SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise fl
 SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo | AvInfo:
-    """Header information (rate, channels, frames, format, subtype).
+def audio_info(path: str | os.PathLike) -> SoundInfo | AvInfo:
+    """Header information (rate, channels, frames, format, subtype, and ``announced_frames``,
+    ``stream_index``, ``audio_streams``: see ``SoundInfo``).
 
-    libsndfile reads it from the header; for a file only FFmpeg reads, the stream is decoded
-    once to count its frames exactly (``hireslm.audio.av_io``).
+    libsndfile reads it from the header, except an MPEG file's frame count, which is counted
+    by decoding it once (its header's count can lie: ``hireslm.audio.sndfile``); for a file
+    only FFmpeg reads, the stream is decoded once to count its frames exactly
+    (``hireslm.audio.av_io``). ``frames`` is then exactly what ``iter_audio_blocks`` yields,
+    and ``header_shortfall`` says when that is less than the header announced.
 
     Raises:
         UnreadableAudioError: missing, empty, unreadable, or not audio (the message says which).
     """
     _check_can_read(path)
     try:
-        return sf.info(str(path))
+        info = SoundInfo(path)
     except Exception:  # noqa: BLE001 - libsndfile raises several types; FFmpeg may read it
         return av_info(path)
+    return counted_info(path, info)
 
 
 def _check_can_read(path: str | os.PathLike) -> None:
     reason = unreadable_reason(path)
     if reason is not None:
         raise UnreadableAudioError(f"{path}: {reason}")
-
-
-def _libsndfile_reason(exc: Exception) -> str:
-    """libsndfile's reason without the "Error opening 'PATH': " it prefixes."""
-    return getattr(exc, "error_string", None) or str(exc)
 
 
 def check_sample_rate(sample_rate: int, *, source: str = "audio") -> None:
@@ -84,12 +91,18 @@ def check_sample_rate(sample_rate: int, *, source: str = "audio") -> None:
             f"{MAX_SAMPLE_RATE} Hz hireslm restores (a damaged header?)")
 
 
-def header_shortfall(info: sf._SoundFileInfo) -> str | None:
+def header_shortfall(info: SoundInfo | AvInfo | sf._SoundFileInfo) -> str | None:
     """Why a file holds less audio than its header announces (a copy cut short), or None.
 
-    libsndfile reads what is there and notes the shortfall in its log (``data : 144000
-    (should be 71978)``), which is where it is found.
+    Where ``frames`` was counted by decoding (MPEG), it is compared with the header's
+    ``announced_frames``. Otherwise libsndfile reads what is there and notes the shortfall in
+    its log (``data : 144000 (should be 71978)``), which is where it is found.
     """
+    announced = getattr(info, "announced_frames", None)
+    if announced and info.frames < announced:
+        return (f"the file holds {info.frames} of the {announced} frames its header announces "
+                f"({100 * info.frames / announced:.0f}%): a truncated copy? Only what is there "
+                "was restored")
     match = _SHOULD_BE.search(getattr(info, "extra_info", "") or "")
     if match is None:
         return None
@@ -121,18 +134,34 @@ def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarr
     except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
         wave, sample_rate = av_read(path)
     else:
-        try:
-            with handle:
-                data = handle.read(dtype="float32", always_2d=True)
-                sample_rate = handle.samplerate
-        except Exception as exc:
-            raise UnreadableAudioError(
-                f"{path}: cannot decode its audio ({_libsndfile_reason(exc)}): damaged?"
-            ) from exc
-        wave = np.ascontiguousarray(data.T)
+        with handle:
+            wave = _sf_read(path, handle)
+            sample_rate = handle.samplerate
     if check:
         check_audio(wave, source=str(path))
     return wave, int(sample_rate)
+
+
+def _sf_read(path: Path, handle: sf.SoundFile) -> np.ndarray:
+    """The whole of an open libsndfile file as ``(C, N)`` float32.
+
+    An MPEG file is read in blocks: the one read of its announced length would allocate what
+    a damaged header says (hours), not what is there.
+    """
+    mpeg = is_mpeg(handle)
+    try:
+        if not mpeg:
+            return np.ascontiguousarray(handle.read(dtype="float32", always_2d=True).T)
+        blocks = list(sf_blocks(handle, _MPEG_READ_FRAMES, 0))
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+        raise UnreadableAudioError(
+            f"{path}: cannot decode its audio ({libsndfile_reason(exc)}): damaged?") from exc
+    if not blocks:
+        return np.zeros((handle.channels, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1))
+
+
+_MPEG_READ_FRAMES = 1 << 20
 
 
 def iter_audio_blocks(
@@ -153,42 +182,10 @@ def iter_audio_blocks(
         return
     try:
         with handle:
-            yield from _sf_blocks(handle, block_frames, overlap_frames)
+            yield from sf_blocks(handle, block_frames, overlap_frames)
     except sf.LibsndfileError as exc:
         raise UnreadableAudioError(
-            f"{path}: cannot decode its audio ({_libsndfile_reason(exc)}): damaged?") from exc
-
-
-def _sf_blocks(handle: sf.SoundFile, block_frames: int,
-               overlap_frames: int) -> Iterator[np.ndarray]:
-    """``iter_audio_blocks`` for an open libsndfile handle: only the frames that decoded.
-
-    soundfile's own ``blocks`` yields its whole buffer after a short read, so a file that
-    holds less than its header announces (a cut MP3) came out padded with whatever that
-    memory held before (an earlier block, another file's samples, 1e20s).
-    """
-    buffer = np.empty((block_frames, handle.channels), dtype=np.float32)
-    held = 0  # frames at the buffer's start carried over from the previous block
-    while True:
-        filled = held + _read_into(handle, buffer[held:])
-        if filled > held:
-            yield buffer[:filled].T.copy()  # C order; the buffer is reused
-        if filled < block_frames:
-            return
-        if overlap_frames:
-            buffer[:overlap_frames] = buffer[block_frames - overlap_frames:]
-        held = overlap_frames
-
-
-def _read_into(handle: sf.SoundFile, out: np.ndarray) -> int:
-    """Fill ``out`` from ``handle``; the frames read (fewer only at the end of what decodes)."""
-    done = 0
-    while done < len(out):
-        got = len(handle.read(len(out) - done, dtype="float32", out=out[done:]))
-        if got == 0:
-            break
-        done += got
-    return done
+            f"{path}: cannot decode its audio ({libsndfile_reason(exc)}): damaged?") from exc
 
 
 def check_audio(wave: np.ndarray, *, source: str = "audio", allow_silent: bool = True) -> None:
@@ -279,7 +276,7 @@ def _write_error(path: Path, exc: sf.LibsndfileError) -> AudioWriteError:
     """libsndfile's "System error." in the user's terms; its C errno says which (read at
     once, before another C call can change it)."""
     code = getattr(getattr(sf, "_ffi", None), "errno", None) or None
-    reason = write_reason(path, code, _libsndfile_reason(exc))
+    reason = write_reason(path, code, libsndfile_reason(exc))
     return AudioWriteError(f"{path}: cannot write: {reason}", code)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hireslm.audio import iter_audio_blocks, load_audio
+from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
+from hireslm.audio.io import header_shortfall
+from hireslm.pipeline.source import analyse_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
@@ -49,3 +51,54 @@ def test_a_cut_mp3_yields_only_what_decodes(tmp_path, overlap):
     assert stitched.shape == decoded.shape
     assert np.allclose(stitched, decoded, atol=1e-6, rtol=0)
     assert float(np.abs(stitched).max()) <= 1.0
+
+
+def _set_info_frames(path: Path, frames: int) -> None:
+    """Rewrite the MPEG frame count in the Info/Xing tag of ``path``'s first frame."""
+    data = bytearray(path.read_bytes())
+    at = max(data.find(b"Info", 0, 64), data.find(b"Xing", 0, 64))
+    assert at > 0 and data[at + 7] & 1, "no frame count in the tag"
+    data[at + 8:at + 12] = frames.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_a_cut_mp3_counts_what_decodes_and_says_it_is_truncated(tmp_path):
+    wave, rate = _speech(0)
+    whole = _mp3(tmp_path / "whole.mp3", wave, rate)
+    cut = _first_half(whole, tmp_path / "cut.mp3")
+    decoded, _ = load_audio(cut)
+    info = audio_info(cut)
+    assert info.frames == decoded.shape[1] == sum(b.shape[1] for b in iter_audio_blocks(cut, 7000))
+    assert info.announced_frames == wave.shape[1]
+    assert abs(info.duration - decoded.shape[1] / rate) < 1e-9
+    assert "truncated" in header_shortfall(info)
+    intact = audio_info(whole)
+    assert intact.frames == wave.shape[1] and header_shortfall(intact) is None
+
+
+def test_an_mp3_announcing_an_hour_restores_its_one_second(tmp_path):
+    wave, rate = _speech(0)
+    path = _mp3(tmp_path / "one_second.mp3", wave[:, :rate], rate)
+    _set_info_frames(path, 3600 * rate // 576)  # MPEG-2 layer III: 576 samples a frame
+    assert sf.info(str(path)).duration > 3500
+    info = audio_info(path)
+    assert rate <= info.frames < 1.2 * rate
+    analysis = analyse_file(path)
+    assert analysis.frames == info.frames
+    assert abs(analysis.frames_48k - info.frames * 3) <= 1
+    assert any("truncated" in w for w in analysis.warnings)
+    assert load_audio(path)[0].shape[1] == info.frames
+
+
+def test_whole_mp3s_are_counted_as_announced(tmp_path):
+    for rate, channels in ((8000, 1), (22050, 2), (44100, 2), (48000, 1)):
+        wave, source_rate = _speech(0)
+        wave = resample(wave, source_rate, rate)[:, : 3 * rate]
+        wave = np.concatenate([wave, 0.5 * wave])[:channels]
+        for mode in ("CONSTANT", "VARIABLE"):
+            path = tmp_path / f"{rate}_{mode}.mp3"
+            sf.write(path, wave.T, rate, format="MP3", bitrate_mode=mode)
+            info = audio_info(path)
+            assert (info.frames, info.announced_frames) == (wave.shape[1], wave.shape[1])
+            assert header_shortfall(info) is None
+
