@@ -31,6 +31,7 @@ from hireslm.audio.errors import (
 )
 from hireslm.audio.sndfile import (
     SoundInfo,
+    check_mpeg,
     counted_info,
     is_mpeg,
     libsndfile_reason,
@@ -68,6 +69,7 @@ def audio_info(path: str | os.PathLike) -> SoundInfo | AvInfo:
 
     Raises:
         UnreadableAudioError: missing, empty, unreadable, or not audio (the message says which).
+        UnsupportedAudioError: an MPEG file whose rate or channel count changes mid-stream.
     """
     _check_can_read(path)
     try:
@@ -149,6 +151,8 @@ def _sf_read(path: Path, handle: sf.SoundFile) -> np.ndarray:
     a damaged header says (hours), not what is there.
     """
     mpeg = is_mpeg(handle)
+    if mpeg:
+        check_mpeg(path)
     try:
         if not mpeg:
             return np.ascontiguousarray(handle.read(dtype="float32", always_2d=True).T)
@@ -182,6 +186,8 @@ def iter_audio_blocks(
         return
     try:
         with handle:
+            if is_mpeg(handle):
+                check_mpeg(path)
             yield from sf_blocks(handle, block_frames, overlap_frames)
     except sf.LibsndfileError as exc:
         raise UnreadableAudioError(

@@ -3,8 +3,13 @@
 libsndfile decodes MPEG audio through libmpg123 at the rate and channel count of the first
 frame, and takes the length from the first frame's Xing/Info tag (or, without one, guesses
 it from the file's size). Reading the 4-byte header of every frame (nothing is decoded;
-about 0.3 s for an hour) finds what it does not say: whether the length libsndfile
-reports was announced by a tag (a cut copy then holds less than announced) or guessed.
+about 0.3 s for an hour) finds what it does not say:
+
+* a change of rate or channels mid-stream (two files joined): libmpg123 goes on decoding
+  the later frames as if they had the first one's rate, so that part plays at the wrong
+  speed (16 kHz frames read as 48 kHz play three times too fast);
+* whether the length libsndfile reports was announced by a tag (a cut copy then holds less
+  than announced) or guessed.
 
 A frame is taken for one only where the next frames follow it at the offsets its header
 gives (``_CHAIN`` in a row), so stray 0xFF bytes in a tag or in damage are not frames.
@@ -16,8 +21,10 @@ import mmap
 import os
 from dataclasses import dataclass
 
-# Frames in a row (same version, layer and rate) that make a sync.
+# Frames in a row (same version, layer and rate) that make a sync, and the fewest frames of
+# another rate or channel count that make a change (shorter runs are damage, not audio).
 _CHAIN = 3
+_MIN_RUN = 3
 
 # version bits -> rates; 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5 (1 is reserved)
 _RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
@@ -50,6 +57,23 @@ class MpegScan:
 
     runs: tuple[MpegRun, ...]
     tagged: bool  # the first frame is a Xing/Info/VBRI tag that announces the length
+
+    def format_change(self) -> str | None:
+        """Where the rate or channel count changes, in words, or None when it does not."""
+        runs = [run for run in self.runs if run.frames >= _MIN_RUN] or list(self.runs[:1])
+        seconds = 0.0
+        for before, after in zip(runs, runs[1:], strict=False):
+            seconds += before.samples / before.sample_rate
+            if (before.sample_rate, before.channels) != (after.sample_rate, after.channels):
+                return (f"the audio changes from {_channels(before.channels)} at "
+                        f"{before.sample_rate} Hz to {_channels(after.channels)} at "
+                        f"{after.sample_rate} Hz after about {seconds:.1f} s (MPEG frames of two "
+                        "kinds: files joined together?)")
+        return None
+
+
+def _channels(count: int) -> str:
+    return "1 channel" if count == 1 else f"{count} channels"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import soundfile as sf
 
-from hireslm.audio.errors import UnreadableAudioError
+from hireslm.audio.errors import UnreadableAudioError, UnsupportedAudioError
 from hireslm.audio.filecache import FileCache
 from hireslm.audio.mpeg import MpegScan, scan_mpeg
 
@@ -57,13 +57,14 @@ def counted_info(path: str | os.PathLike, info: SoundInfo) -> SoundInfo:
     """``info`` with ``frames`` counted by decoding where the header may misstate it (MPEG).
 
     Raises:
+        UnsupportedAudioError: the rate or channel count changes mid-stream.
         UnreadableAudioError: decoding fails.
     """
     if not is_mpeg(info):
         return info
-    headers = scan(path)
+    scan = check_mpeg(path)
     frames = _COUNTS.get(path, lambda: _count(path))
-    info.count_frames(frames, info.frames if headers.tagged else None)
+    info.count_frames(frames, info.frames if scan.tagged else None)
     return info
 
 
@@ -71,12 +72,22 @@ _COUNTS: FileCache[int] = FileCache()
 _SCANS: FileCache[MpegScan] = FileCache()
 
 
-def scan(path: str | os.PathLike) -> MpegScan:
-    """The frame headers' account of an MPEG file (kept per file)."""
+def check_mpeg(path: str | os.PathLike) -> MpegScan:
+    """The frame headers' account of an MPEG file (kept per file); refuses a format change.
+
+    Raises:
+        UnsupportedAudioError: the rate or channel count changes mid-stream; libmpg123 would
+            decode the later part at the first part's rate (at the wrong speed).
+    """
     try:
-        return _SCANS.get(path, lambda: scan_mpeg(path))
+        scan = _SCANS.get(path, lambda: scan_mpeg(path))
     except OSError as exc:
         raise UnreadableAudioError(f"{path}: cannot be read ({exc.strerror})") from exc
+    change = scan.format_change()
+    if change is not None:
+        raise UnsupportedAudioError(
+            f"{path}: {change}; split it into parts of one format first")
+    return scan
 
 
 def _count(path: str | os.PathLike) -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
 
 from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
+from hireslm.audio.errors import UnsupportedAudioError
 from hireslm.audio.io import header_shortfall
 from hireslm.pipeline.source import analyse_file
 
@@ -102,3 +104,52 @@ def test_whole_mp3s_are_counted_as_announced(tmp_path):
             assert (info.frames, info.announced_frames) == (wave.shape[1], wave.shape[1])
             assert header_shortfall(info) is None
 
+
+def _without_first_frame(path: Path) -> Path:
+    """Drop the first frame of an MPEG-1 layer III file (libsndfile's Info tag, no ID3)."""
+    data = path.read_bytes()
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[data[2] >> 4]
+    rate = (44100, 48000, 32000)[(data[2] >> 2) & 3]
+    assert data[1] >> 3 & 3 == 3 and (data[1] >> 1) & 3 == 1, "not MPEG-1 layer III"
+    length = 144 * kbps * 1000 // rate + ((data[2] >> 1) & 1)
+    assert b"Info" in data[:length] or b"Xing" in data[:length]
+    path.write_bytes(data[length:])
+    return path
+
+
+@pytest.mark.parametrize("tag", ["with Info tag", "untagged"])
+def test_an_mp3_that_changes_rate_is_refused(tmp_path, tag):
+    wave, rate = _speech(0)
+    fast = _mp3(tmp_path / "a.mp3", resample(wave, rate, 48000)[:, :96000], 48000)
+    if tag == "untagged":  # libsndfile then guesses the length: the 16 kHz part played 3x fast
+        _without_first_frame(fast)
+    slow = _mp3(tmp_path / "b.mp3", wave[:, 32000:64000], rate)
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(fast.read_bytes() + slow.read_bytes())
+    expected = "changes from 1 channel at 48000 Hz to 1 channel at 16000 Hz after about 2.[01] s"
+    for read in (audio_info, load_audio, lambda p: list(iter_audio_blocks(p, 16000))):
+        with pytest.raises(UnsupportedAudioError, match=expected):
+            read(joined)
+    # Each part alone is read, and so is the same rate joined twice.
+    assert audio_info(slow).frames == 32000
+    twice = tmp_path / "twice.mp3"
+    twice.write_bytes(slow.read_bytes() * 2)
+    assert audio_info(twice).samplerate == rate
+    assert load_audio(fast)[0].shape[1] >= 96000 - 1152
+
+
+def test_mp3s_with_id3_tags_and_other_encoders_are_not_refused(tmp_path):
+    wave, rate = _speech(0)
+    path = tmp_path / "lame.mp3"
+    with av.open(str(path), "w", format="mp3") as out:  # FFmpeg's LAME: ID3v2, Xing, ID3v1
+        out.metadata["title"] = "x" * 3000
+        stream = out.add_stream("libmp3lame", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.round(wave * 2**30).astype(np.int32),
+                                           format="s32p", layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    assert path.read_bytes()[:3] == b"ID3"
+    info = audio_info(path)
+    assert info.frames == wave.shape[1] and header_shortfall(info) is None
+    assert sum(b.shape[1] for b in iter_audio_blocks(path, 10000)) == info.frames
