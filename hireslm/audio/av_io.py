@@ -36,6 +36,9 @@ class AvInfo:
     format: str
     subtype: str
     extra_info: str = ""
+    # The frame count the container announces, where it is known to count sample frames
+    # (PCM in CAF: libsndfile refuses a cut CAF, FFmpeg reads what is there); else None.
+    announced_frames: int | None = None
 
     @property
     def duration(self) -> float:
@@ -80,11 +83,20 @@ def _count(path: str | os.PathLike) -> AvInfo:
         fmt = container.format.name.split(",")[0].upper()
         codec = stream.codec_context.name.upper()
         channels = channels or stream.codec_context.channels
+        announced = _announced_frames(fmt, codec, stream)
     if rate <= 0 or channels <= 0:
         raise UnreadableAudioError(f"{path}: not readable audio: FFmpeg finds a {codec} stream "
                                    f"with no audio in it ({rate} Hz, {channels} channels)")
     return AvInfo(samplerate=int(rate), channels=int(channels), frames=frames, format=fmt,
-                  subtype=codec)
+                  subtype=codec, announced_frames=announced)
+
+
+def _announced_frames(fmt: str, codec: str, stream: av.audio.stream.AudioStream) -> int | None:
+    """The container's frame count where it counts sample frames: PCM in CAF (elsewhere
+    FFmpeg's count is of packets, or absent)."""
+    if fmt == "CAF" and codec.startswith("PCM_") and stream.frames > 0:
+        return int(stream.frames)
+    return None
 
 
 def av_blocks(path: str | os.PathLike, block_frames: int,

@@ -96,27 +96,36 @@ def check_sample_rate(sample_rate: int, *, source: str = "audio") -> None:
 def header_shortfall(info: SoundInfo | AvInfo | sf._SoundFileInfo) -> str | None:
     """Why a file holds less audio than its header announces (a copy cut short), or None.
 
-    Where ``frames`` was counted by decoding (MPEG), it is compared with the header's
-    ``announced_frames``. Otherwise libsndfile reads what is there and notes the shortfall in
-    its log (``data : 144000 (should be 71978)``), which is where it is found.
+    Where ``frames`` was counted by decoding (MPEG; PCM in CAF, which FFmpeg reads), it is
+    compared with the header's ``announced_frames``. Otherwise libsndfile reads what is
+    there and notes the shortfall in its log, which is where it is found: the audio chunk's
+    size (WAV ``data : 144000 (should be 71978)``, AIFF ``SSND``, AU ``Data Size``), or for
+    W64 and RF64, whose audio chunk it does not check, the whole file's.
     """
     announced = getattr(info, "announced_frames", None)
     if announced and info.frames < announced:
-        return (f"the file holds {info.frames} of the {announced} frames its header announces "
-                f"({100 * info.frames / announced:.0f}%): a truncated copy? Only what is there "
-                "was restored")
-    match = _SHOULD_BE.search(getattr(info, "extra_info", "") or "")
+        return _shortfall(info.frames, announced, "frames")
+    log = getattr(info, "extra_info", "") or ""
+    match = _AUDIO_SHOULD_BE.search(log)
+    unit = "audio bytes"
+    if match is None and getattr(info, "format", None) in ("W64", "RF64"):
+        match, unit = _FILE_SHOULD_BE.search(log), "bytes"
     if match is None:
         return None
     announced, present = int(match.group(1)), int(match.group(2))
-    if present >= announced:
-        return None
-    return (f"the file holds {present} of the {announced} audio bytes its header announces "
+    return None if present >= announced else _shortfall(present, announced, unit)
+
+
+def _shortfall(present: int, announced: int, unit: str) -> str:
+    return (f"the file holds {present} of the {announced} {unit} its header announces "
             f"({100 * present / announced:.0f}%): a truncated copy? Only what is there was "
             "restored")
 
 
-_SHOULD_BE = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_AUDIO_SHOULD_BE = re.compile(
+    r"^\s*(?:data|SSND|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_FILE_SHOULD_BE = re.compile(
+    r"^\s*(?:riff|Riff size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarray, int]:

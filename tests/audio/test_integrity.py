@@ -153,3 +153,23 @@ def test_mp3s_with_id3_tags_and_other_encoders_are_not_refused(tmp_path):
     info = audio_info(path)
     assert info.frames == wave.shape[1] and header_shortfall(info) is None
     assert sum(b.shape[1] for b in iter_audio_blocks(path, 10000)) == info.frames
+
+
+@pytest.mark.parametrize("suffix,fmt,subtype", [
+    ("wav", "WAV", "PCM_16"), ("wav", "WAVEX", "PCM_24"), ("wav", "RF64", "PCM_16"),
+    ("aiff", "AIFF", "PCM_16"), ("aifc", "AIFF", "FLOAT"), ("au", "AU", "PCM_16"),
+    ("snd", "AU", "ULAW"), ("caf", "CAF", "PCM_16"), ("caf", "CAF", "FLOAT"),
+    ("w64", "W64", "PCM_24"),
+])
+def test_cut_uncompressed_files_say_they_are_truncated(tmp_path, suffix, fmt, subtype):
+    wave, rate = _speech(0)
+    wave = np.concatenate([wave, 0.5 * wave])  # stereo
+    whole = tmp_path / f"whole.{suffix}"
+    sf.write(whole, wave.T, rate, format=fmt, subtype=subtype)
+    intact = audio_info(whole)
+    assert intact.frames == wave.shape[1] and header_shortfall(intact) is None
+    cut = _first_half(whole, tmp_path / f"cut.{suffix}")
+    info = audio_info(cut)
+    assert 0.4 * wave.shape[1] < info.frames < 0.6 * wave.shape[1]
+    assert sum(b.shape[1] for b in iter_audio_blocks(cut, 10000)) == info.frames
+    assert "truncated" in (header_shortfall(info) or "")
