@@ -20,6 +20,7 @@ import soundfile as sf
 
 from hireslm.audio.av_io import AvInfo, av_blocks, av_info, av_read
 from hireslm.audio.errors import (
+    SILENCE_THRESHOLD,
     AudioWriteError,
     EmptyAudioError,
     NonFiniteAudioError,
@@ -51,15 +52,14 @@ AUDIO_EXTENSIONS = frozenset(
 # Sample rates hireslm restores from; outside them a header is more likely wrong than real
 # (a 1 Hz header turns 20 frames into 20 s of output).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
-SILENCE_THRESHOLD = 1e-6  # about -120 dBFS: below any real recording's noise floor
 
 # soundfile subtypes by user-facing name.
 SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 
 
-def audio_info(path: str | os.PathLike) -> SoundInfo | AvInfo:
+def audio_info(path: str | os.PathLike, *, stream: int | None = None) -> SoundInfo | AvInfo:
     """Header information (rate, channels, frames, format, subtype, and ``announced_frames``,
-    ``stream_index``, ``audio_streams``: see ``SoundInfo``).
+    ``stream_index``, ``audio_streams``, ``stream_choice``: see ``SoundInfo``).
 
     libsndfile reads it from the header, except an MPEG file's frame count, which is counted
     by decoding it once (its header's count can lie: ``hireslm.audio.sndfile``); for a file
@@ -67,16 +67,41 @@ def audio_info(path: str | os.PathLike) -> SoundInfo | AvInfo:
     (``hireslm.audio.av_io``). ``frames`` is then exactly what ``iter_audio_blocks`` yields,
     and ``header_shortfall`` says when that is less than the header announced.
 
+    A file with several audio streams (only FFmpeg reads those) has one read: ``stream``
+    (0-based among its audio streams) when given, else the container's default, else the
+    first with sound; ``stream_note`` says so for a report. Pass the same ``stream`` to
+    ``iter_audio_blocks`` and ``load_audio``.
+
     Raises:
         UnreadableAudioError: missing, empty, unreadable, or not audio (the message says which).
-        UnsupportedAudioError: an MPEG file whose rate or channel count changes mid-stream.
+        UnsupportedAudioError: an MPEG file whose rate or channel count changes mid-stream;
+            ``stream`` is not one of the file's audio streams.
     """
     _check_can_read(path)
     try:
         info = SoundInfo(path)
     except Exception:  # noqa: BLE001 - libsndfile raises several types; FFmpeg may read it
-        return av_info(path)
+        return av_info(path, stream=stream)
+    _check_one_stream(path, stream)
     return counted_info(path, info)
+
+
+def stream_note(info: SoundInfo | AvInfo) -> str | None:
+    """What a report should say of a file with several audio streams (which one was read,
+    why, and that the others were not), or None for a file with one."""
+    streams = getattr(info, "audio_streams", 1)
+    if streams <= 1:
+        return None
+    others = "the other was" if streams == 2 else f"the other {streams - 1} were"
+    return (f"audio stream {info.stream_index + 1} of {streams} read "
+            f"({info.stream_choice}); {others} not restored")
+
+
+def _check_one_stream(path: str | os.PathLike, stream: int | None) -> None:
+    """A file libsndfile reads holds one audio stream: ``stream`` may only ask for it."""
+    if stream not in (None, 0):
+        raise UnsupportedAudioError(
+            f"{path}: audio stream {stream} (0-based) was asked for, but the file holds 1")
 
 
 def _check_can_read(path: str | os.PathLike) -> None:
@@ -128,8 +153,10 @@ _FILE_SHOULD_BE = re.compile(
     r"^\s*(?:riff|Riff size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
-def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarray, int]:
-    """Decode a whole file.
+def load_audio(path: str | os.PathLike, *, check: bool = True,
+               stream: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode a whole file (of several audio streams, the one ``audio_info`` describes for
+    the same ``stream``).
 
     Returns:
         wave: ``(C, N)`` float32, channels kept.
@@ -143,9 +170,10 @@ def load_audio(path: str | os.PathLike, *, check: bool = True) -> tuple[np.ndarr
     try:
         handle = sf.SoundFile(str(path))
     except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
-        wave, sample_rate = av_read(path)
+        wave, sample_rate = av_read(path, stream=stream)
     else:
         with handle:
+            _check_one_stream(path, stream)
             wave = _sf_read(path, handle)
             sample_rate = handle.samplerate
     if check:
@@ -178,12 +206,14 @@ _MPEG_READ_FRAMES = 1 << 20
 
 
 def iter_audio_blocks(
-    path: str | os.PathLike, block_frames: int, overlap_frames: int = 0
+    path: str | os.PathLike, block_frames: int, overlap_frames: int = 0, *,
+    stream: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream a file in blocks of ``block_frames`` (the last may be shorter).
 
     Consecutive blocks share ``overlap_frames`` samples. Memory stays bounded by one block,
-    whatever the file's length. Yields ``(C, n)`` float32 arrays.
+    whatever the file's length. Yields ``(C, n)`` float32 arrays, ``audio_info(path,
+    stream=stream).frames`` in all, of the audio stream that describes.
     """
     if overlap_frames >= block_frames:
         raise ValueError("overlap_frames must be smaller than block_frames")
@@ -191,10 +221,11 @@ def iter_audio_blocks(
     try:
         handle = sf.SoundFile(str(path))
     except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
-        yield from av_blocks(path, block_frames, overlap_frames)
+        yield from av_blocks(path, block_frames, overlap_frames, stream=stream)
         return
     try:
         with handle:
+            _check_one_stream(path, stream)
             if is_mpeg(handle):
                 check_mpeg(path)
             yield from sf_blocks(handle, block_frames, overlap_frames)

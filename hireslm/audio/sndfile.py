@@ -34,6 +34,7 @@ class SoundInfo(sf._SoundFileInfo):
             ``frames`` is the header's own count.
         stream_index: which audio stream was read, 0-based (always 0: one stream).
         audio_streams: how many audio streams the file holds (always 1).
+        stream_choice: why that stream was read.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -41,6 +42,7 @@ class SoundInfo(sf._SoundFileInfo):
         self.announced_frames: int | None = None
         self.stream_index = 0
         self.audio_streams = 1
+        self.stream_choice = "the only audio stream"
 
     def count_frames(self, frames: int, announced: int | None) -> None:
         """Set ``frames`` to a decoded count (and ``duration`` with it)."""
