@@ -91,7 +91,7 @@ def _count(path: str | os.PathLike, asked: int | None) -> AvInfo:
             channels = block.shape[0]
         rate = stream.codec_context.sample_rate
         fmt = container.format.name.split(",")[0].upper()
-        codec = stream.codec_context.name.upper()
+        codec = _codec_name(stream.codec_context.name)
         channels = channels or stream.codec_context.channels
         announced = _announced_frames(fmt, codec, stream)
         streams = len(container.streams.audio)
@@ -101,6 +101,18 @@ def _count(path: str | os.PathLike, asked: int | None) -> AvInfo:
     return AvInfo(samplerate=int(rate), channels=int(channels), frames=frames, format=fmt,
                   subtype=codec, announced_frames=announced, stream_index=choice[0],
                   audio_streams=streams, stream_choice=choice[1])
+
+
+def _codec_name(decoder: str) -> str:
+    """The codec's name in capitals, not its decoder's (``mp3float`` decodes ``MP3``)."""
+    name = decoder.upper()
+    for suffix in ("FLOAT", "_FIXED"):
+        if name.endswith(suffix) and name[: -len(suffix)] in _DECODED_AS:
+            return name[: -len(suffix)]
+    return name
+
+
+_DECODED_AS = frozenset({"MP1", "MP2", "MP3", "AAC", "AC3", "EAC3"})
 
 
 def _announced_frames(fmt: str, codec: str, stream: av.audio.stream.AudioStream) -> int | None:

@@ -37,6 +37,7 @@ from hireslm.audio.sndfile import (
     is_mpeg,
     libsndfile_reason,
     sf_blocks,
+    stops_short,
 )
 from hireslm.fileio import atomic_path
 
@@ -62,8 +63,9 @@ def audio_info(path: str | os.PathLike, *, stream: int | None = None) -> SoundIn
     ``stream_index``, ``audio_streams``, ``stream_choice``: see ``SoundInfo``).
 
     libsndfile reads it from the header, except an MPEG file's frame count, which is counted
-    by decoding it once (its header's count can lie: ``hireslm.audio.sndfile``); for a file
-    only FFmpeg reads, the stream is decoded once to count its frames exactly
+    by decoding it once (its header's count can lie: ``hireslm.audio.sndfile``). FFmpeg reads
+    a file only it can, and an MPEG file libsndfile would stop short in (joined files, VBR
+    without a Xing tag), decoding the stream once to count its frames exactly
     (``hireslm.audio.av_io``). ``frames`` is then exactly what ``iter_audio_blocks`` yields,
     and ``header_shortfall`` says when that is less than the header announced.
 
@@ -83,6 +85,8 @@ def audio_info(path: str | os.PathLike, *, stream: int | None = None) -> SoundIn
     except Exception:  # noqa: BLE001 - libsndfile raises several types; FFmpeg may read it
         return av_info(path, stream=stream)
     _check_one_stream(path, stream)
+    if stops_short(path, info):
+        return av_info(path)
     return counted_info(path, info)
 
 
@@ -174,8 +178,10 @@ def load_audio(path: str | os.PathLike, *, check: bool = True,
     else:
         with handle:
             _check_one_stream(path, stream)
-            wave = _sf_read(path, handle)
-            sample_rate = handle.samplerate
+            if stops_short(path, handle):
+                wave, sample_rate = av_read(path)
+            else:
+                wave, sample_rate = _sf_read(path, handle), handle.samplerate
     if check:
         check_audio(wave, source=str(path))
     return wave, int(sample_rate)
@@ -226,8 +232,9 @@ def iter_audio_blocks(
     try:
         with handle:
             _check_one_stream(path, stream)
-            if is_mpeg(handle):
-                check_mpeg(path)
+            if stops_short(path, handle):
+                yield from av_blocks(path, block_frames, overlap_frames)
+                return
             yield from sf_blocks(handle, block_frames, overlap_frames)
     except sf.LibsndfileError as exc:
         raise UnreadableAudioError(

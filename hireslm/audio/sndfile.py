@@ -92,6 +92,28 @@ def check_mpeg(path: str | os.PathLike) -> MpegScan:
     return scan
 
 
+def stops_short(path: str | os.PathLike, handle: sf.SoundFile | sf._SoundFileInfo) -> bool:
+    """Whether libsndfile would stop reading well before an MPEG file's last frame.
+
+    It reads no further than the length it takes from the first frame's tag, or guesses
+    from the file's size without one: two files joined keep only the first one's tag, and
+    a VBR file without a tag is guessed short (half of one here). FFmpeg reads those to the
+    last frame. A frame-header total above libsndfile's length by more than the tag frame,
+    the codec's delay and padding (``3 * frame + 2304`` samples) is such a file.
+
+    Raises:
+        UnsupportedAudioError: the rate or channel count changes mid-stream.
+    """
+    if not is_mpeg(handle):
+        return False
+    scan = check_mpeg(path)
+    if not scan.runs:
+        return False
+    total = sum(run.samples for run in scan.runs)
+    frame = max(run.samples // run.frames for run in scan.runs)
+    return total - handle.frames > 3 * frame + 2304
+
+
 def _count(path: str | os.PathLike) -> int:
     buffer = None
     frames = 0

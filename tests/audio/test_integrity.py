@@ -173,3 +173,27 @@ def test_cut_uncompressed_files_say_they_are_truncated(tmp_path, suffix, fmt, su
     assert 0.4 * wave.shape[1] < info.frames < 0.6 * wave.shape[1]
     assert sum(b.shape[1] for b in iter_audio_blocks(cut, 10000)) == info.frames
     assert "truncated" in (header_shortfall(info) or "")
+
+
+@pytest.mark.parametrize("damage", ["two joined", "VBR untagged"])
+def test_an_mp3_libsndfile_stops_short_in_is_read_to_its_last_frame(tmp_path, damage):
+    wave, rate = _speech(0)
+    wave = resample(wave, rate, 44100)
+    part = tmp_path / "part.mp3"
+    sf.write(part, wave.T, 44100, format="MP3", bitrate_mode="VARIABLE")
+    path = tmp_path / "damaged.mp3"
+    if damage == "two joined":  # the first part's Info tag announces the first part only
+        path.write_bytes(part.read_bytes() * 2)
+        expected = 2 * wave.shape[1]
+    else:  # without its Xing tag libmpg123 guesses the length from the first frame: half
+        path.write_bytes(_without_first_frame(part).read_bytes())
+        expected = wave.shape[1]
+    assert sf.info(str(path)).frames < 0.6 * expected
+    info = audio_info(path)
+    # Joined, the second part's tag frame, delay and padding are in the stream: 0.06 s.
+    assert abs(info.frames - expected) < 4410 and info.samplerate == 44100
+    assert info.subtype == "MP3"  # read by FFmpeg, still known for a lossy codec
+    decoded, _ = load_audio(path)
+    blocks = iter_audio_blocks(path, 30000)
+    assert decoded.shape[1] == info.frames == sum(b.shape[1] for b in blocks)
+    assert header_shortfall(info) is None
