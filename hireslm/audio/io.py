@@ -1,10 +1,14 @@
 """Reading and writing audio files: float32, channels first, writes atomic.
 
 Everything soundfile (libsndfile) decodes is read by it: WAV, FLAC, OGG/Vorbis, OGG/Opus,
-MP3, AIFF and more; what it cannot open (M4A/AAC, WMA, AMR, video soundtracks) is read
-through PyAV's bundled FFmpeg (``hireslm.audio.av_io``). Arrays are ``(C, N)`` float32 numpy
-arrays throughout hireslm. Errors name the file once and say what is wrong in the user's
-terms (missing, empty, permission denied, not audio, no space left), not libsndfile's.
+MP3, AIFF and more; what it cannot open (M4A/AAC, WMA, AMR, video soundtracks, a cut CAF) is
+read through PyAV's bundled FFmpeg (``hireslm.audio.av_io``), and so is an MP3 libsndfile
+would stop short in. An MP3's length is counted, not taken from its header
+(``hireslm.audio.sndfile``); ``header_shortfall`` and ``stream_note`` word what a report
+should say of a file cut short and of one with several audio streams. Arrays are
+``(C, N)`` float32 numpy arrays throughout hireslm. Errors name the file once and say what
+is wrong in the user's terms (missing, empty, permission denied, not audio, no space left),
+not libsndfile's.
 """
 
 from __future__ import annotations
