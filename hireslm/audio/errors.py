@@ -24,6 +24,11 @@ class NonFiniteAudioError(AudioError):
     """The audio holds NaN or infinite samples."""
 
 
+# Below this every sample is digital silence: about -120 dBFS, below any real recording's
+# noise floor.
+SILENCE_THRESHOLD = 1e-6
+
+
 class SilentAudioError(AudioError):
     """The audio is digital silence (every sample below the silence threshold)."""
 

@@ -9,14 +9,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import soundfile as sf
 from release_factory import make_tiny_release
 
 from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
-from hireslm.audio.errors import UnreadableAudioError
-from hireslm.audio.io import AUDIO_EXTENSIONS
+from hireslm.audio.errors import UnreadableAudioError, UnsupportedAudioError
+from hireslm.audio.io import AUDIO_EXTENSIONS, stream_note
 from hireslm.cli.analyze import analysis_record
 from hireslm.cli.main import main
 from hireslm.data.manifest import describe_file
+from hireslm.pipeline.source import analyse_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
@@ -164,3 +166,74 @@ def test_a_text_file_named_flac_is_not_audio(tmp_path):
     path.write_text("not audio\n")
     with pytest.raises(UnreadableAudioError, match="notes.flac: not readable audio"):
         audio_info(path)
+
+
+def _two_streams(path: Path, waves: list[np.ndarray], rate: int,
+                 default: int | None = None) -> Path:
+    """A Matroska file with one mono AAC stream per wave (``default``: the one flagged)."""
+    with av.open(str(path), "w", format="matroska") as out:
+        streams = []
+        for i in range(len(waves)):
+            stream = out.add_stream("aac", rate=rate, layout="mono")
+            if default is not None:
+                stream.disposition = av.stream.Disposition(int(i == default))
+            streams.append(stream)
+        for stream, wave in zip(streams, waves, strict=True):
+            for start in range(0, wave.shape[1], 4096):
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(wave[:, start:start + 4096], dtype=np.float32),
+                    format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+    return path
+
+
+def _level(wave: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))
+
+
+def test_of_two_audio_streams_the_one_with_sound_is_read_and_said(tmp_path):
+    speech = _speech(16000, 1)
+    path = _two_streams(tmp_path / "film.mkv", [np.zeros_like(speech), speech], 16000)
+    info = audio_info(path)
+    assert (info.stream_index, info.audio_streams) == (1, 2)
+    assert "first with sound" in info.stream_choice
+    assert stream_note(info).startswith("audio stream 2 of 2 read")
+    wave, _ = load_audio(path)
+    blocks = list(iter_audio_blocks(path, 10000))
+    assert wave.shape[1] == info.frames == sum(b.shape[1] for b in blocks)
+    assert 0.7 < _level(wave) / _level(speech) < 1.4
+    assert analyse_file(path).peak > 0.1  # the pipeline's first pass reads the speech too
+    # Asked for, the silent stream is read; a stream that is not there is refused.
+    silent = audio_info(path, stream=0)
+    assert (silent.stream_index, silent.stream_choice) == (0, "the one asked for")
+    assert not np.abs(load_audio(path, stream=0)[0]).max() > 1e-6
+    assert not np.abs(np.concatenate(list(iter_audio_blocks(path, 9000, stream=0)), 1)).any()
+    with pytest.raises(UnsupportedAudioError, match="stream 2 .*holds 2"):
+        audio_info(path, stream=2)
+
+
+def test_the_default_stream_is_read_unless_it_is_silent(tmp_path):
+    speech, other = _speech(16000, 1), 0.5 * _speech(16000, 1)[:, ::-1]
+    flagged = _two_streams(tmp_path / "flagged.mkv", [speech, other], 16000, default=1)
+    info = audio_info(flagged)
+    assert (info.stream_index, info.stream_choice) == (1, "the container's default audio stream")
+    assert 0.35 < _level(load_audio(flagged)[0]) / _level(speech) < 0.7
+    mute = _two_streams(tmp_path / "mute_default.mkv", [np.zeros_like(speech), speech], 16000,
+                        default=0)
+    info = audio_info(mute)
+    assert info.stream_index == 1 and "default (stream 1) is digital silence" in stream_note(info)
+    single = audio_info(encode(tmp_path / "one.m4a", speech, 16000, "aac"))
+    assert (single.audio_streams, stream_note(single)) == (1, None)
+
+
+def test_a_file_libsndfile_reads_has_one_stream(tmp_path):
+    path = tmp_path / "one.wav"
+    sf.write(path, _speech(16000, 1).T, 16000)
+    info = audio_info(path, stream=0)
+    assert (info.stream_index, info.audio_streams, stream_note(info)) == (0, 1, None)
+    for read in (lambda p: audio_info(p, stream=1), lambda p: load_audio(p, stream=1),
+                 lambda p: list(iter_audio_blocks(p, 1000, stream=1))):
+        with pytest.raises(UnsupportedAudioError, match="stream 1 .*holds 1"):
+            read(path)
