@@ -12,13 +12,14 @@ import pytest
 import soundfile as sf
 from release_factory import make_tiny_release
 
+from hireslm.analysis.first_pass import analyse_source
 from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
 from hireslm.audio.errors import UnreadableAudioError, UnsupportedAudioError
 from hireslm.audio.io import AUDIO_EXTENSIONS, stream_note
+from hireslm.audio.source import FileSource
 from hireslm.cli.analyze import analysis_record
 from hireslm.cli.main import main
 from hireslm.data.manifest import describe_file
-from hireslm.pipeline.source import analyse_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
@@ -204,7 +205,7 @@ def test_of_two_audio_streams_the_one_with_sound_is_read_and_said(tmp_path):
     blocks = list(iter_audio_blocks(path, 10000))
     assert wave.shape[1] == info.frames == sum(b.shape[1] for b in blocks)
     assert 0.7 < _level(wave) / _level(speech) < 1.4
-    assert analyse_file(path).peak > 0.1  # the pipeline's first pass reads the speech too
+    assert analyse_source(FileSource(path)).peak > 0.1  # the first pass reads the speech too
     # Asked for, the silent stream is read; a stream that is not there is refused.
     silent = audio_info(path, stream=0)
     assert (silent.stream_index, silent.stream_choice) == (0, "the one asked for")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from hireslm.analysis.first_pass import analyse_source
 from hireslm.audio import audio_info, iter_audio_blocks, load_audio, resample
 from hireslm.audio.errors import UnsupportedAudioError
 from hireslm.audio.io import header_shortfall
-from hireslm.pipeline.source import analyse_file
+from hireslm.audio.source import FileSource
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 
@@ -85,7 +86,7 @@ def test_an_mp3_announcing_an_hour_restores_its_one_second(tmp_path):
     assert sf.info(str(path)).duration > 3500
     info = audio_info(path)
     assert rate <= info.frames < 1.2 * rate
-    analysis = analyse_file(path)
+    analysis = analyse_source(FileSource(path))
     assert analysis.frames == info.frames
     assert abs(analysis.frames_48k - info.frames * 3) <= 1
     assert any("truncated" in w for w in analysis.warnings)
