@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 KEEP_MODES = ("auto", "input", "none")
+DENOISE_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class RestoreOptions:
     content and timing, and also more of its defects. ``keep`` chooses what of the input the
     output keeps (``hireslm.pipeline.treatment``): ``auto`` the recovered input below its
     cutoff, ``input`` the input itself below its cutoff, ``none`` nothing (fully generative).
+    ``denoise`` chooses when the release's waveform recovery is used: ``auto`` runs it and
+    keeps its output per segment where the evidence says it removed noise, not speech
+    (``hireslm.pipeline.evidence``); ``always`` keeps its output everywhere; ``never`` does not
+    run it. ``atten_limit_db`` caps how far recovery may attenuate any time-frequency bin
+    (None: the release's setting, by default no limit); 6-20 dB leaves some noise in and
+    never over-suppresses.
     """
 
     num_steps: int | None = None
@@ -34,10 +41,16 @@ class RestoreOptions:
     target_lufs: float = -20.0
     strength: float = 1.0
     keep: str = "auto"
+    denoise: str = "auto"
+    atten_limit_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_MODES:
             raise ValueError(f"keep must be one of {KEEP_MODES}, got {self.keep!r}")
+        if self.denoise not in DENOISE_MODES:
+            raise ValueError(f"denoise must be one of {DENOISE_MODES}, got {self.denoise!r}")
+        if self.atten_limit_db is not None and not self.atten_limit_db >= 0.1:
+            raise ValueError(f"atten_limit_db must be at least 0.1 dB, got {self.atten_limit_db}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_steps is not None and self.num_steps < 0:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hireslm.audio.io import audio_info, header_shortfall, iter_audio_blocks
+from hireslm.audio.io import audio_info, header_shortfall, iter_audio_blocks, stream_note
 from hireslm.audio.stream import BLOCK_SECONDS, output_length, stream_resampled
 
 
@@ -50,18 +50,20 @@ class AudioSource(Protocol):
 
 
 class FileSource:
-    """An audio file, read in blocks (libsndfile, or FFmpeg through PyAV)."""
+    """An audio file, read in blocks (libsndfile, or FFmpeg through PyAV); ``stream`` picks
+    one audio stream of a file that has several (0-based; None: ``audio_info``'s choice)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, stream: int | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
+        self.stream = stream
         self._header = None
 
     @property
     def header(self):
         """The file's ``audio_info`` (read once: for FFmpeg-read files it decodes the stream)."""
         if self._header is None:
-            self._header = audio_info(self.path)
+            self._header = audio_info(self.path, stream=self.stream)
         return self._header
 
     @property
@@ -71,11 +73,11 @@ class FileSource:
                           header.subtype)
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        return iter_audio_blocks(self.path, block_frames)
+        return iter_audio_blocks(self.path, block_frames, stream=self.stream)
 
     def warnings(self) -> tuple[str, ...]:
-        shortfall = header_shortfall(self.header)
-        return () if shortfall is None else (shortfall,)
+        notes = (header_shortfall(self.header), stream_note(self.header))
+        return tuple(note for note in notes if note is not None)
 
 
 class ArraySource:

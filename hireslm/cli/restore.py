@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hireslm import jobs
 from hireslm.jobs.run import OUTPUT_FORMATS, SUBTYPES
-from hireslm.options import KEEP_MODES, PRECISIONS, RestoreOptions
+from hireslm.options import DENOISE_MODES, KEEP_MODES, PRECISIONS, RestoreOptions
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "input and keeps it below its cutoff, generating only the missing band; "
                         "'input' keeps the input itself below its cutoff; 'none' regenerates "
                         "everything, as in the paper (default: %(default)s)")
+    parser.add_argument("--denoise", choices=DENOISE_MODES, default=OPTIONS.denoise,
+                        help="when the denoiser's output is used: 'auto' runs it and keeps its "
+                        "output per 8 s segment where what it removed is noise, not speech "
+                        "(the evidence is in the report); 'always' everywhere; 'never' not at "
+                        "all (default: %(default)s)")
+    parser.add_argument("--atten-limit-db", type=float, default=OPTIONS.atten_limit_db,
+                        help="the most the denoiser may attenuate any part of the spectrum, in "
+                        "dB (e.g. 12: some noise stays, speech is never over-suppressed; "
+                        "default: no limit)")
     parser.add_argument("--device", default=SETTINGS.device,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
     parser.add_argument("--precision", default=OPTIONS.precision, choices=PRECISIONS,
@@ -82,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         options = RestoreOptions(
             num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
             overlap_seconds=args.overlap_seconds, batch_size=args.batch_size,
-            precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep)
+            precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep,
+            denoise=args.denoise, atten_limit_db=args.atten_limit_db)
         settings = jobs.RunSettings(
             release=args.checkpoint, device=args.device, output_format=args.format,
             bit_depth=args.bit_depth, force=args.force, progress=not args.no_progress,

@@ -8,6 +8,7 @@ skipped on reruns, and a bad file is reported and skipped without stopping the b
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -121,10 +122,16 @@ def _restore_one(pipeline: RestorationPipeline, job: Job, options: RestoreOption
         "processing_s": round(result.seconds, 3),
         "real_time_factor": round(result.real_time_factor, 4),
         "gain_db": round(result.gain_db, 2),
+        "level_change_db": _rounded(result.level_change_db),
+        "speech_change_db": _rounded(result.speech_change_db),
         "warnings": result.warnings,
         "analysis": result.analysis,
         "treatment": result.treatment,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 2)
 
 
 def _now() -> str:

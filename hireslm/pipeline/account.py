@@ -31,6 +31,8 @@ class RestorationAccount:
     analysis: list[dict[str, Any]] = field(default_factory=list)
     treatment: dict[str, Any] | None = None
     decision: Treatment | None = None
+    level_change_db: float | None = None  # output's mean power against the input's
+    speech_change_db: float | None = None  # the same over the input's loudest speech frames
 
     @property
     def real_time_factor(self) -> float:

@@ -1,17 +1,18 @@
-"""The recovery gate: the recovered signal only where recovery had something to remove.
+"""The recovery gate: the recovered signal only where recovery removed noise, not speech.
 
-A denoiser run over clean speech still changes it (it thins the voice and takes the room
-tone), and the analysis' noise estimate cannot tell bursty noise in a short clip from
-pauses. So the recovery runs over the whole stream and the gate compares, per segment and
-channel, the input with what recovery took away: where the input is at least
-``threshold_db`` above the removed part, recovery found little noise and the input is kept
-unchanged; elsewhere the recovered signal is used. Decisions change with a short crossfade.
+A denoiser run over clean speech still changes it (it thins the voice, takes the room tone,
+and on a short dense clip or band-limited speech it removes speech itself), and the
+analysis' noise estimate cannot tell bursty noise in a short clip from pauses. So the
+recovery runs over the whole stream and a *judge* looks, per segment and channel, at the
+input and what recovery made of it, and says which to use, with its evidence
+(``hireslm.pipeline.evidence``). Decisions change with a short crossfade.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,12 +25,27 @@ SEGMENT_SECONDS = 8.0
 RAMP_SECONDS = 0.05
 
 
+class Verdict(Protocol):
+    """A judge's word on one channel of one segment: use the recovered signal or not, and
+    the evidence (JSON-ready) it rests on."""
+
+    use_recovered: bool
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+# (dry (C, n), recovered (C, n)) -> one verdict per channel
+Judge = Callable[[np.ndarray, np.ndarray], Sequence[Verdict]]
+
+
 @dataclass
 class GateStats:
-    """What the gate did to one stream, per channel: samples seen and samples recovered."""
+    """What the gate did to one stream, per channel: samples seen and samples recovered,
+    and per segment ``(start, length, verdicts)`` in 48 kHz samples."""
 
     samples: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
+    segments: list[tuple[int, int, Sequence[Verdict]]] = field(default_factory=list)
 
     def recovered_share(self) -> list[float]:
         return [r / s if s else 0.0 for r, s in zip(self.recovered, self.samples, strict=True)]
@@ -45,20 +61,55 @@ def removal_ratio_db(dry: np.ndarray, wet: np.ndarray) -> np.ndarray:
         return 10.0 * np.log10(np.maximum(signal, 1e-30) / removed)
 
 
+@dataclass(frozen=True)
+class RatioVerdict:
+    """The plain removal-ratio test: recovered where the input lies less than
+    ``threshold_db`` above what recovery removed."""
+
+    ratio_db: float
+    threshold_db: float
+
+    @property
+    def use_recovered(self) -> bool:
+        return self.ratio_db < self.threshold_db
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"removal_ratio_db": round(self.ratio_db, 2), "threshold_db": self.threshold_db}
+
+
+def ratio_judge(threshold_db: float) -> Judge:
+    """A judge by ``removal_ratio_db`` alone (it cannot tell removed speech from noise)."""
+    def judge(dry: np.ndarray, wet: np.ndarray) -> list[RatioVerdict]:
+        return [RatioVerdict(float(r), threshold_db) for r in removal_ratio_db(dry, wet)]
+    return judge
+
+
+def always_recovered(dry: np.ndarray, wet: np.ndarray) -> list[Verdict]:
+    """The judge of ``--denoise always``: the recovered signal everywhere."""
+    return [_Always() for _ in range(dry.shape[0])]
+
+
+class _Always:
+    use_recovered = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"forced": True}
+
+
 def gated_recovery(
     recovery: WaveRecovery,
     blocks: Iterable[np.ndarray],
     channels: int,
-    threshold_db: float,
+    judge: Judge,
     stats: GateStats | None = None,
     sample_rate: int = 48000,
 ) -> Iterator[np.ndarray]:
-    """Run ``recovery`` over ``(C, n)`` blocks and keep, per segment and channel, the input
-    where recovery removed less than ``threshold_db`` below it, the recovered signal
-    elsewhere. Yields ``(C, m)`` blocks adding up to exactly the input's length; memory holds
-    the recovery's latency plus two segments."""
+    """Run ``recovery`` over ``(C, n)`` blocks and keep, per segment and channel, the
+    recovered signal where ``judge`` says so and the input elsewhere. Yields ``(C, m)``
+    blocks adding up to exactly the input's length; memory holds the recovery's latency
+    plus two segments."""
     stats = stats if stats is not None else GateStats()
-    stats.samples, stats.recovered = [0] * channels, [0] * channels
+    stats.samples, stats.recovered, stats.segments = [0] * channels, [0] * channels, []
     pending: list[np.ndarray] = []  # input blocks handed to recovery, awaiting their output
 
     def tee() -> Iterator[np.ndarray]:
@@ -80,7 +131,9 @@ def gated_recovery(
         while wet_buffer.shape[1] >= 2 * segment or (final and wet_buffer.shape[1]):
             n = wet_buffer.shape[1] if final and wet_buffer.shape[1] < 2 * segment else segment
             dry, recovered = dry_buffer[:, :n], wet_buffer[:, :n]
-            use = (removal_ratio_db(dry, recovered) < threshold_db).astype(np.float64)
+            verdicts = judge(dry, recovered)
+            stats.segments.append((sum(stats.samples) // channels, n, verdicts))
+            use = np.array([v.use_recovered for v in verdicts], dtype=np.float64)
             weight = np.repeat(use[:, None], n, axis=1)
             if previous is not None:
                 fade = min(ramp, n)

@@ -21,6 +21,7 @@ Every step streams, so a file of hours is restored in memory bounded by one batc
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hireslm.analysis import SignalAnalyzer
 from hireslm.analysis.first_pass import InputAnalysis, analyse_source
 from hireslm.audio import AudioConfig, apply_gain, loudness_gain_db
 from hireslm.audio.limiter import soft_limit
@@ -39,9 +41,11 @@ from hireslm.config import plain
 from hireslm.models.recovery import PRETRAINED_RECOVERY, WaveRecovery
 from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.account import RestorationAccount
-from hireslm.pipeline.gate import GateStats, gated_recovery
+from hireslm.pipeline.evidence import verdicts
+from hireslm.pipeline.gate import GateStats, Judge, always_recovered, gated_recovery
 from hireslm.pipeline.generator import BandGenerator
 from hireslm.pipeline.output_check import OutputCheck
+from hireslm.pipeline.spool import BlockSpool
 from hireslm.pipeline.treatment import Treatment, decide_treatment
 from hireslm.release import (
     config_errors,
@@ -58,6 +62,11 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_STAGES = ("vae", "dit", "vocoder")
 OPTIONAL_STAGES = ("recovery",)
+# A float input peaking above full scale is scaled down as a whole to peak here (it is float:
+# nothing is lost), rather than flattened by the limiter.
+PEAK_CEILING = 0.95
+# An output whose loudest speech frames lost more than this against the input's is flagged.
+SPEECH_LOSS_WARNING_DB = 3.0
 
 
 @dataclass
@@ -115,6 +124,7 @@ class RestorationPipeline:
         self.wave_recovery = wave_recovery
         self.times = generator.times
         self._resolved: dict[RestoreOptions, RestoreOptions] = {}
+        self._limited: dict[float, WaveRecovery] = {}  # recovery per attenuation limit
 
     # -- loading and saving -------------------------------------------------------------
 
@@ -232,46 +242,103 @@ class RestorationPipeline:
             gain_db=gain_db, silent=analysis.is_silent, warnings=list(analysis.warnings),
             analysis=[channel.to_dict() for channel in analysis.channel_analysis])
         credit = None if on_progress is None else (lambda n: on_progress(n / sr))
+        headroom_db = 0.0
+        if analysis.peak > 1.0:
+            headroom_db = 20.0 * math.log10(analysis.peak / PEAK_CEILING)
+            account.warnings.append(
+                f"the input peaks {20 * math.log10(analysis.peak):+.1f} dB over full scale "
+                f"(float samples): the output is scaled down {headroom_db:.1f} dB as a whole, "
+                "so nothing clips")
         if analysis.is_silent:
             account.warnings.append("input is digital silence; wrote silence")
             blocks = _silence(analysis, int(BLOCK_SECONDS * sr), credit)
         else:
             treatment = decide_treatment(  # 2.
                 list(analysis.channel_analysis), options.keep, frames=analysis.frames_48k,
-                can_recover=self.wave_recovery is not None)
-            blocks = self._restored_blocks(source, analysis, gain_db, options, treatment,
-                                           account, credit)
+                can_recover=self.wave_recovery is not None, denoise=options.denoise)
+            blocks = self._restored_blocks(source, analysis, gain_db, headroom_db, options,
+                                           treatment, account, credit)
         return Restoration(_finished(blocks, account, start), account, sr)
 
     def _restored_blocks(
         self, source: AudioSource, analysis: InputAnalysis, gain_db: float,
-        options: RestoreOptions, treatment: Treatment, account: RestorationAccount,
-        credit: Callable[[int], None] | None,
+        headroom_db: float, options: RestoreOptions, treatment: Treatment,
+        account: RestorationAccount, credit: Callable[[int], None] | None,
     ) -> Iterator[np.ndarray]:
-        """Steps 3-7; fills in ``account.treatment`` once the stream is done."""
+        """Steps 3-7; fills in the account's treatment and level changes once done."""
         sr, channels, total = self.audio.sample_rate, analysis.channels, analysis.frames_48k
-        check = OutputCheck()
+        check = OutputCheck(sr)
         gate = GateStats()
         normalised = (apply_gain(block, gain_db)  # 3.
                       for block in check.watch_input(blocks_at(source, sr)))
         if treatment.recover:  # 4.
-            if self.wave_recovery is None:
-                raise ValueError("the treatment asks for recovery; this release has none")
-            # Timed with the reading and resampling it pulls through.
-            normalised = self.times.timed_blocks("recovery", gated_recovery(
-                self.wave_recovery, normalised, channels, treatment.recovery_threshold_db,
-                gate, sr))
+            normalised, treatment = self._recover(normalised, analysis, options, treatment,
+                                                  gate)
         if treatment.generate:  # 5.
             restored = self.generator.generate(normalised, total, channels, options,
                                                treatment, on_done=credit)
         else:
             restored = _credited(normalised, credit)
-        finished = (soft_limit(apply_gain(block, -gain_db)) for block in restored)  # 6.
+        undo = -gain_db - headroom_db
+        finished = (soft_limit(apply_gain(block, undo)) for block in restored)  # 6.
         yield from check.watch_output(finished, sr)  # 7.
         check.finish()
         account.decision = treatment
         account.treatment = treatment.to_dict(
             self.recovery_name, sr / 2, gate.recovered_share() if treatment.recover else None)
+        account.level_change_db = check.level_db()
+        account.speech_change_db = check.speech_change_db()
+        if account.speech_change_db is not None \
+                and account.speech_change_db < -SPEECH_LOSS_WARNING_DB - headroom_db:
+            account.warnings.append(
+                f"the output's loudest speech frames are {-account.speech_change_db:.1f} dB "
+                "below the input's: check it (--denoise never keeps the input's speech)")
+
+    def _recover(self, normalised: Iterator[np.ndarray], analysis: InputAnalysis,
+                 options: RestoreOptions, treatment: Treatment,
+                 gate: GateStats) -> tuple[Iterator[np.ndarray], Treatment]:
+        """Step 4 over the whole stream: recovery, judged per segment, kept in a spool while
+        the band of what comes out is measured again; returns the recovered stream and the
+        treatment decided after it (``Treatment.after_recovery``)."""
+        sr, channels = self.audio.sample_rate, analysis.channels
+        judge = always_recovered if treatment.denoise == "always" else self._judge(analysis)
+        mixed = self.times.timed_blocks("recovery", gated_recovery(
+            self._recovery_for(options), normalised, channels, judge, gate, sr))
+        spool = BlockSpool(channels)
+        band = SignalAnalyzer(sr, channels)
+        for block in mixed:
+            spool.write(block)
+            band.update(block)
+        segments = [_segment_record(start, length, verdicts, sr)
+                    for start, length, verdicts in gate.segments]
+        treatment = treatment.after_recovery(analysis.channel_analysis, band.result(),
+                                             gate.recovered_share(), segments)
+        return spool.blocks(int(BLOCK_SECONDS * sr)), treatment
+
+    def _recovery_for(self, options: RestoreOptions) -> WaveRecovery:
+        """The release's waveform recovery, with ``options.atten_limit_db`` if set."""
+        if self.wave_recovery is None:
+            raise ValueError("the treatment asks for recovery; this release has none")
+        if options.atten_limit_db is None:
+            return self.wave_recovery
+        if options.atten_limit_db not in self._limited:
+            entry = self.specs["recovery"]
+            kwargs = {**entry.get("kwargs", {}), "atten_lim_db": options.atten_limit_db}
+            self._limited[options.atten_limit_db] = PRETRAINED_RECOVERY[entry["model"]](**kwargs)
+        return self._limited[options.atten_limit_db]
+
+    def _judge(self, analysis: InputAnalysis) -> Judge:
+        """The per-segment judge of ``--denoise auto`` for this input."""
+        sample_rate = self.audio.sample_rate
+        return lambda dry, wet: verdicts(dry, wet, sample_rate)
+
+
+def _segment_record(start: int, length: int, verdicts, sample_rate: int) -> dict[str, Any]:
+    """A segment's line in the account: where it lies and each channel's verdict."""
+    return {"start_s": round(start / sample_rate, 3),
+            "end_s": round((start + length) / sample_rate, 3),
+            "channels": [{"used": "recovered" if v.use_recovered else "input", **v.to_dict()}
+                         for v in verdicts]}
 
 
 def _credited(blocks: Iterator[np.ndarray],

@@ -1,43 +1,36 @@
-"""What restoration does to one file, decided from its analysis before any model runs.
+"""What restoration does to one file: decided in two steps, the second after recovery ran.
 
-Three parts, each optional:
+1. ``decide_treatment``, from the first pass's analysis and the options: whether the
+   release's waveform recovery (DeepFilterNet3) is *tried*, and each channel's cutoff as the
+   input shows it. Recovery is tried on every file long enough for it (``--denoise auto``),
+   since the analysis alone cannot tell: its SNR reads dense speech with no pause as noise
+   and misses room noise and hiss under speech. Whether its output is *used* is decided per
+   segment from what it removed (``hireslm.pipeline.evidence``, through the gate).
+2. ``Treatment.after_recovery``: where recovery was used, the band is measured again on the
+   recovered signal (noise added after a low-pass fills the empty band; once it is removed
+   the band ends where the low-pass put it), and the reasons say what was done.
 
-- **recover**: the release's waveform recovery (DeepFilterNet3) runs over the whole file,
-  and the recovery gate (``hireslm.pipeline.gate``) keeps its output only where it removed
-  enough to matter. It runs where the analysis finds noise or a room, and on full-band
-  input whose SNR it cannot vouch for (its estimate misses bursty noise in short clips);
-  band-limited, clipped and coded input only where noise or a room was found;
 - **keep**: below each channel's cutoff the output is the (recovered) input itself;
 - **generate**: the generative stages (VAE, DiT, vocoder) make the band above the cutoff,
   only where a channel is band-limited.
 
-``--keep`` chooses how much of the input is trusted:
-
-- ``auto`` (the default): recover where the gate finds noise or a room, keep the recovered input
-  below its cutoff, generate only the missing band; a full-band clean file passes untouched;
-- ``input``: trust the input as it is: no recovery, keep it below its cutoff, generate above;
-- ``none``: the fully generative path of the paper: recover as ``auto`` does, then
-  regenerate the whole band.
+``--keep`` chooses how much of the input is trusted: ``auto`` (recovered where the evidence
+allows, kept below its cutoff, the missing band generated), ``input`` (the input as it is,
+never recovered), ``none`` (the fully generative path of the paper: recovered as ``auto``,
+then the whole band regenerated). ``--denoise`` chooses recovery: ``auto`` (the evidence),
+``always``, ``never``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hireslm.analysis import ChannelAnalysis
-from hireslm.options import KEEP_MODES
+from hireslm.options import DENOISE_MODES, KEEP_MODES
 
-# The gate keeps the recovered signal where the input lies less than this far above what
-# recovery removed (docs/recovery.md: clean test clips lie 14-30 dB above it, noisy ones at
-# 15 dB SNR 8-17 dB, at 5 dB SNR and in rooms below 9 dB).
-RECOVERY_THRESHOLD_DB = 14.0
-# The analysis' SNR cannot see bursty noise in short clips, so a full-band file is only
-# spared recovery when its SNR reads at least this (half the clean test clips, a tenth of
-# the noisy ones).
-CLEAN_SNR_DB = 30.0
 # Below this many 48 kHz samples (0.1 s) neither the denoiser nor the mel front end sees a
 # whole frame's context (a 10 ms file failed in the STFT): such a file is kept as it is.
 MIN_FRAMES = 4800
@@ -49,18 +42,46 @@ class Treatment:
 
     ``keep_below_hz[c]`` is channel ``c``'s cutoff: the output keeps the input below it
     (``inf``: the whole band). ``None`` keeps nothing: the output is fully generated.
+    ``denoise`` is how recovery's output is chosen per segment (``auto``: by the evidence;
+    ``always``); ``segments`` is, once recovery ran, each segment's verdict per channel.
     """
 
     recover: bool
     generate: bool
     keep_below_hz: tuple[float, ...] | None
     reasons: tuple[str, ...] = field(default=())
-    recovery_threshold_db: float = RECOVERY_THRESHOLD_DB
+    denoise: str = "auto"
+    segments: tuple[dict[str, Any], ...] = field(default=())
+
+    def after_recovery(self, before: Sequence[ChannelAnalysis],
+                       after: Sequence[ChannelAnalysis], recovered_share: Sequence[float],
+                       segments: Sequence[dict[str, Any]]) -> Treatment:
+        """The treatment once recovery ran: the band re-measured on the recovered signal of
+        each channel recovery was used on (``after``), the verdicts and the reasons."""
+        reasons = list(self.reasons)
+        used = [share > 0.0 for share in recovered_share]
+        shares = ", ".join(f"{100 * share:.0f}%" for share in recovered_share)
+        reasons.append(f"recovery used on {shares} of the duration (per segment, by evidence)"
+                       if any(used) else "recovery tried, not used: it removed speech or "
+                       "nothing that sounds like noise (evidence per segment)")
+        cutoffs = self.keep_below_hz
+        if cutoffs is not None:
+            measured = [(a if use else b) for a, b, use in zip(after, before, used, strict=True)]
+            cutoffs = _cutoffs(measured)
+            for channel, (old, new) in enumerate(zip(self.keep_below_hz, cutoffs, strict=True)):
+                if used[channel] and old != new:
+                    reasons.append(f"channel {channel}: band re-measured after recovery: "
+                                   f"{_hz(new)} (the input read {_hz(old)})")
+        generate = self.keep_below_hz is None or any(math.isfinite(c) for c in cutoffs)
+        reasons.extend(_band_reasons(cutoffs, generate, before, used))
+        return replace(self, generate=generate, keep_below_hz=cutoffs, reasons=tuple(reasons),
+                       segments=tuple(segments))
 
     def to_dict(self, recovery_name: str | None, nyquist_hz: float,
                 recovered_share: Sequence[float] | None = None) -> dict[str, Any]:
         """The report's account: what was kept, recovered (with the share of each channel's
-        duration the gate took from recovery) and generated, per channel."""
+        duration the gate took from recovery, and each segment's verdict with its evidence)
+        and generated, per channel."""
         if self.keep_below_hz is None:
             kept = None
             generated = [f"0-{nyquist_hz:.0f} Hz"]
@@ -72,9 +93,11 @@ class Treatment:
             "recovered": recovery_name if self.recover else None,
             "recovered_share": None if recovered_share is None
             else [round(share, 3) for share in recovered_share],
+            "denoise": self.denoise if self.recover else "never",
             "kept": kept,
             "generated": generated,
             "reasons": list(self.reasons),
+            "segments": list(self.segments),
         }
 
 
@@ -84,14 +107,17 @@ def decide_treatment(
     *,
     can_recover: bool = True,
     frames: int | None = None,
+    denoise: str = "auto",
 ) -> Treatment:
-    """Choose recovery, kept band and generation for a file from its channels' analysis.
-
-    ``can_recover`` is False when the release has no waveform recovery; ``frames`` is the
-    file's length in 48 kHz samples (a file shorter than ``MIN_FRAMES`` is kept as it is).
+    """Step 1: whether recovery is tried, and the cutoffs the input shows, from its channels'
+    analysis. ``can_recover`` is False when the release has no waveform recovery; ``frames``
+    is the file's length in 48 kHz samples (a file shorter than ``MIN_FRAMES`` is kept as it
+    is). Without recovery this is the whole decision; with it, ``after_recovery`` ends it.
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
+    if denoise not in DENOISE_MODES:
+        raise ValueError(f"denoise must be one of {DENOISE_MODES}, got {denoise!r}")
     if frames is not None and frames < MIN_FRAMES:
         return Treatment(recover=False, generate=False,
                          keep_below_hz=tuple(math.inf for _ in channels),
@@ -101,27 +127,41 @@ def decide_treatment(
     found = sorted({name for c in channels for name in c.flags.names()})
     if found:
         reasons.append(f"analysis: {', '.join(found)}")
-    flagged = any(c.flags.noisy or c.flags.reverberant for c in channels)
-    # On band-limited, clipped or coded input the denoiser takes speech and distortion
-    # products for noise (PESQ 4.53 -> 2.19 on low-pass 8 kHz), and "much removed" then
-    # means damage, not noise: recover such input only where the analysis found noise.
-    distorted = any(c.flags.band_limited or c.flags.clipped or c.flags.codec for c in channels)
-    unsure = any(c.snr_db is None or c.snr_db < CLEAN_SNR_DB for c in channels)
-    wanted = flagged or (unsure and not distorted)
-    recover = keep != "input" and can_recover and wanted
+    recover = keep != "input" and can_recover and denoise != "never"
     if recover:
-        reasons.append("recovery gated per segment")
-    elif keep != "input" and flagged:
-        reasons.append("noisy or reverberant, but this release has no waveform recovery")
+        reasons.append("recovery everywhere (--denoise always)" if denoise == "always"
+                       else "recovery tried, its output judged per segment")
+    elif keep != "input" and denoise != "never" and not can_recover:
+        reasons.append("this release has no waveform recovery")
     if keep == "none":
         reasons.append("fully generative (--keep none)")
         return Treatment(recover=recover, generate=True, keep_below_hz=None,
-                         reasons=tuple(reasons))
-    cutoffs = tuple(c.bandwidth_hz if c.flags.band_limited else math.inf for c in channels)
+                         reasons=tuple(reasons), denoise=denoise)
+    cutoffs = _cutoffs(channels)
     generate = any(math.isfinite(c) for c in cutoffs)
-    reasons.append("band-limited: generated the band above the cutoff" if generate
-                   else "full band: kept")
-    if any(c.flags.clipped for c in channels):
-        reasons.append("clipped: kept as it is (this release does not repair clipping)")
+    if not recover:
+        reasons.extend(_band_reasons(cutoffs, generate, channels, [False] * len(channels)))
     return Treatment(recover=recover, generate=generate, keep_below_hz=cutoffs,
-                     reasons=tuple(reasons))
+                     reasons=tuple(reasons), denoise=denoise)
+
+
+def _cutoffs(channels: Sequence[ChannelAnalysis]) -> tuple[float, ...]:
+    return tuple(c.bandwidth_hz if c.flags.band_limited else math.inf for c in channels)
+
+
+def _band_reasons(cutoffs: Sequence[float] | None, generate: bool,
+                  channels: Sequence[ChannelAnalysis], recovered: Sequence[bool]) -> list[str]:
+    reasons = []
+    if cutoffs is not None:
+        reasons.append("band-limited: generated the band above the cutoff" if generate
+                       else "full band: kept")
+    for channel, (analysis, used) in enumerate(zip(channels, recovered, strict=True)):
+        if analysis.flags.clipped:
+            done = "recovered, " if used else ""
+            reasons.append(f"channel {channel} clipped: {done}the clipped peaks kept as they "
+                           "are (this release does not repair clipping)")
+    return reasons
+
+
+def _hz(value: float) -> str:
+    return "full band" if math.isinf(value) else f"{value:.0f} Hz"

@@ -7,7 +7,7 @@ import numpy as np
 
 from hireslm.audio import load_audio, resample
 from hireslm.data.degradations.noise import colored_noise, mix_at_snr
-from hireslm.pipeline.gate import GateStats, gated_recovery, removal_ratio_db
+from hireslm.pipeline.gate import GateStats, gated_recovery, ratio_judge, removal_ratio_db
 
 SR = 48000
 
@@ -20,7 +20,8 @@ def _noisy(wave: np.ndarray, snr_db: float) -> np.ndarray:
 def _run(recovery, wave, threshold_db=14.0, block=SR):
     stats = GateStats()
     blocks = [wave[:, i:i + block] for i in range(0, wave.shape[1], block)]
-    out = np.concatenate(list(gated_recovery(recovery, blocks, 1, threshold_db, stats)), axis=1)
+    gated = gated_recovery(recovery, blocks, 1, ratio_judge(threshold_db), stats)
+    out = np.concatenate(list(gated), axis=1)
     return out, stats
 
 
