@@ -36,7 +36,7 @@ import soundfile as sf
 from hireslm.audio import load_audio, resample
 from hireslm.data.degradations import babble, lowpass, noise
 from hireslm.models.recovery import DeepFilterNet3Recovery
-from hireslm.models.recovery.deepfilternet import (
+from hireslm.recovery.deepfilternet import (
     DELAY,
     HOP,
     DeepFilterRuntime,
@@ -302,7 +302,7 @@ def testset_guard(root: Path, kinds: list[str]) -> str:
              + " | guard passed |",
              "|---|---:|" + "---:|" * (len(settings) + 1)]
     counter = _GuardCounter()
-    logging.getLogger("hireslm.models.recovery.deepfilternet").addHandler(counter)
+    logging.getLogger("hireslm.recovery.deepfilternet").addHandler(counter)
     for kind in kinds:
         files = sorted((root / kind).glob("*/*.wav"))
         sdr = {k: [] for k in settings}

@@ -23,21 +23,24 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, load_model, save_file, save_model
-from torch import nn
 
 import hireslm
-from hireslm.audio import AudioConfig
+from hireslm.audio.config import AudioConfig
 from hireslm.config import plain
 from hireslm.fileio import atomic_path, file_sha256, write_json_atomic, write_text_atomic
-from hireslm.models import MODELS, build_model, model_spec
-from hireslm.models.recovery import PRETRAINED_RECOVERY
+from hireslm.recovery import PRETRAINED_RECOVERY
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch and the model classes are imported where a model is built, saved or loaded: reading
+# a release's config, hashes and front end (a run that needs only recovery) loads no torch.
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,18 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+# The stages every release holds; a release may add a ``recovery`` stage.
+REQUIRED_STAGES = ("vae", "dit", "vocoder")
+
+
+def generative_stages(specs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The stages of a release's ``specs`` (stage -> entry) that are trained models (torch):
+    VAE, DiT, vocoder, and a trained mel recovery (a pretrained waveform one is not)."""
+    recovery = specs.get("recovery")
+    mel_recovery = recovery is not None and recovery["model"] not in PRETRAINED_RECOVERY
+    return [*REQUIRED_STAGES, *(["recovery"] if mel_recovery else [])]
 
 
 class ReleaseError(Exception):
@@ -77,6 +92,10 @@ def save_stage(
     extra = dict(extra or {})
     if {"model", "kwargs"} & set(extra):
         raise ValueError("extra must not override 'model' or 'kwargs'")
+    from safetensors.torch import save_model
+
+    from hireslm.models import model_spec
+
     spec = model_spec(model)
     target = weights_path(release_dir, stage)
     with atomic_path(target) as tmp:
@@ -138,6 +157,9 @@ def store_half(release_dir: str | os.PathLike, stage: str) -> Path:
     path = weights_path(release_dir, stage)
     if not path.is_file():
         raise ReleaseError(f"stage '{stage}': weights file {path} is missing")
+    import torch
+    from safetensors.torch import load_file, save_file
+
     tensors = load_file(str(path))
     if all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point()):
         return path
@@ -185,6 +207,8 @@ def stage_entry(release_dir: str | os.PathLike, stage: str) -> DictConfig:
     if not isinstance(entry, DictConfig):
         raise ReleaseError(f"{where} must be a mapping with 'model' and 'kwargs', not {entry!r}")
     if not isinstance(entry.get("model"), str) or not entry.model:
+        from hireslm.models import MODELS
+
         known = sorted(MODELS) + sorted(PRETRAINED_RECOVERY)
         raise ReleaseError(f"{where} has no 'model' name (one of {known})")
     if "kwargs" in entry and not isinstance(entry.kwargs, DictConfig):
@@ -207,10 +231,11 @@ def load_audio_config(release_dir: str | os.PathLike) -> AudioConfig:
 
 
 def load_stage(release_dir: str | os.PathLike, stage: str,
-               device: str | torch.device = "cpu") -> nn.Module:
+               device: str | torch.device = "cpu", *, verify: bool = True) -> nn.Module:
     """Rebuild ``stage``'s model from the release and load its weights strictly, in eval mode.
 
-    The weights file is checked against its recorded sha256 first (``verify_weights``). A
+    The weights file is checked against its recorded sha256 first (``verify_weights``;
+    ``verify=False`` where the caller checked it already). A
     missing or damaged file, a config entry of the wrong shape or value types, or tensors
     that do not fit the model raise ``ReleaseError`` with a one-line message naming the file.
     """
@@ -218,10 +243,13 @@ def load_stage(release_dir: str | os.PathLike, stage: str,
     path = weights_path(release_dir, stage)
     if not path.is_file():
         raise ReleaseError(f"stage '{stage}': weights file {path} is missing")
-    verify_weights(release_dir, stage)
+    if verify:
+        verify_weights(release_dir, stage)
     name, kwargs = str(entry.model), plain(entry.get("kwargs", {}))
     _check_kwarg_types(f"{Path(release_dir) / CONFIG_FILE}: stage '{stage}'", name, kwargs)
     with config_errors(release_dir, f"stage '{stage}' ({name})"):
+        from hireslm.models import build_model
+
         model = build_model(name, kwargs)
     _load_weights(model, path, stage, device)
     return model.to(device).eval()
@@ -381,6 +409,8 @@ def _read_meta(release_dir: Path) -> dict[str, Any]:
 def _check_kwarg_types(where: str, name: str, kwargs: Mapping[str, Any]) -> None:
     """Constructor arguments annotated plain ``int``/``float``/``bool``/``str`` (or ``X | None``)
     must hold one: a quoted number in config.yaml otherwise fails deep inside torch."""
+    from hireslm.models import MODELS
+
     if name not in MODELS:
         return  # build_model names the unknown model
     params = inspect.signature(MODELS[name].__init__).parameters
@@ -408,6 +438,8 @@ def _is_instance(value: Any, expected: type) -> bool:
 
 def _load_weights(model: nn.Module, path: Path, stage: str, device: str | torch.device) -> None:
     """Load ``path`` into ``model`` strictly, any failure as a one-line ``ReleaseError``."""
+    from safetensors.torch import load_model
+
     try:
         missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
     except SafetensorError as exc:

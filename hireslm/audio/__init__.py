@@ -12,6 +12,7 @@ from hireslm.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hireslm.audio.bandwidth import estimate_bandwidth
+    from hireslm.audio.config import AudioConfig
     from hireslm.audio.errors import (
         AudioError,
         EmptyAudioError,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
         measure_loudness,
         normalize_loudness,
     )
-    from hireslm.audio.mel import STFT, AudioConfig, LogMelSpectrogram
+    from hireslm.audio.mel import STFT, LogMelSpectrogram
     from hireslm.audio.resample import resample
 
 # name -> the module that defines it, imported on first use
@@ -63,7 +64,7 @@ _EXPORTS = {
     "measure_loudness": "hireslm.audio.loudness",
     "normalize_loudness": "hireslm.audio.loudness",
     "STFT": "hireslm.audio.mel",
-    "AudioConfig": "hireslm.audio.mel",
+    "AudioConfig": "hireslm.audio.config",
     "LogMelSpectrogram": "hireslm.audio.mel",
     "resample": "hireslm.audio.resample",
 }

@@ -10,7 +10,7 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 from hireslm.fileio import file_sha256
-from hireslm.models.recovery import PRETRAINED_RECOVERY
+from hireslm.recovery import PRETRAINED_RECOVERY
 from hireslm.release import (
     combine_releases,
     load_release_config,

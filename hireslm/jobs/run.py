@@ -151,14 +151,16 @@ def run(inputs: Sequence[str | Path], output: str | Path,
 def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSettings,
              lock: OutputFolderLock, world_size: int) -> RunSummary:
     """Restore this process's share of ``found``; merge the report on process 0."""
-    # The signal level (torch, the models) loads only now: planning needs none of it.
+    # The signal level loads only now, and its generative stages (torch) on the first file
+    # that needs a band generated: planning, and files that need only recovery, need neither.
     from hireslm.pipeline import RestorationPipeline
     from hireslm.release import ReleaseError, release_hash
 
     rank = lock.rank
-    device = settings.device or _default_device()
+    device = settings.device or "auto"
     try:
-        pipeline = RestorationPipeline.from_pretrained(settings.release_dir, device=device)
+        pipeline = RestorationPipeline.from_pretrained(settings.release_dir,
+                                                       device=settings.device, lazy=True)
         options = pipeline.resolve(options)
     except (ReleaseError, ValueError) as exc:
         raise RunError(str(exc)) from exc
@@ -219,12 +221,3 @@ def _total_seconds(jobs: Sequence[Job]) -> float:
         except AudioError:
             pass  # reported when its turn comes
     return total
-
-
-def _default_device() -> str:
-    """This process's GPU (``LOCAL_RANK`` under a launcher) if there is one, else the CPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

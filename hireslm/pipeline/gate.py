@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hireslm.models.recovery import WaveRecovery
+from hireslm.recovery import WaveRecovery
 
 # Long enough that a segment holds speech, not only a pause (where recovery takes the room
 # tone and little else, which would read as "much removed"); the last segment takes the

@@ -15,8 +15,10 @@ blocks and the file's ``Treatment``, and yields the restored blocks (still norma
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from hireslm.pipeline.chunking import ChunkPlan, OverlapAdd, iter_chunks
 from hireslm.pipeline.fusion import fuse_bands
 from hireslm.pipeline.timing import StageTimes
 from hireslm.pipeline.treatment import Treatment
+from hireslm.release import config_errors, generative_stages, load_stage
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -178,3 +181,21 @@ def _row_noise(z_cond: torch.Tensor, seeds: list[int]) -> torch.Tensor:
 def _row_seed(seed: int, chunk_index: int, channel: int) -> int:
     """A distinct, stable seed per (run seed, chunk, channel)."""
     return (seed * 1_000_003 + chunk_index * 1_009 + channel) % (2**63 - 1)
+
+
+def load_generator(release_dir: str | Path, specs: Mapping[str, Mapping[str, Any]],
+                   audio: AudioConfig, device: Any = None,
+                   times: StageTimes | None = None, *, verified: bool = False) -> BandGenerator:
+    """Build the release's generative stages, load their weights strictly (``load_stage``;
+    ``verified``: their hashes were checked already) and place them on ``device`` (None:
+    this process's GPU, ``LOCAL_RANK`` under a launcher, if there is one; else the CPU)."""
+    if device is None:
+        device = (torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                  if torch.cuda.is_available() else torch.device("cpu"))
+    models = {stage: load_stage(release_dir, stage, device, verify=not verified)
+              for stage in generative_stages(specs)}
+    with config_errors(release_dir, "pipeline settings"):
+        generator = BandGenerator(vae=models["vae"], dit=models["dit"],
+                                  vocoder=models["vocoder"], specs=specs, audio=audio,
+                                  mel_recovery=models.get("recovery"), times=times)
+    return generator.to(device)

@@ -26,10 +26,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from hireslm.analysis import SignalAnalyzer
 from hireslm.analysis.first_pass import InputAnalysis, analyse_source
@@ -38,29 +37,35 @@ from hireslm.audio.limiter import soft_limit
 from hireslm.audio.source import AudioSource, as_source, blocks_at
 from hireslm.audio.stream import BLOCK_SECONDS
 from hireslm.config import plain
-from hireslm.models.recovery import PRETRAINED_RECOVERY, WaveRecovery
 from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.pipeline.account import RestorationAccount
 from hireslm.pipeline.evidence import verdicts
 from hireslm.pipeline.gate import GateStats, Judge, always_recovered, gated_recovery
-from hireslm.pipeline.generator import BandGenerator
 from hireslm.pipeline.output_check import OutputCheck
 from hireslm.pipeline.spool import BlockSpool
+from hireslm.pipeline.timing import StageTimes
 from hireslm.pipeline.treatment import Treatment, decide_treatment
+from hireslm.recovery import PRETRAINED_RECOVERY, WaveRecovery
 from hireslm.release import (
+    REQUIRED_STAGES,
+    ReleaseError,
     config_errors,
+    generative_stages,
     load_audio_config,
     load_release_config,
-    load_stage,
     save_pretrained_entry,
     save_stage,
     stage_entry,
+    verify_weights,
+    weights_path,
 )
 from hireslm.resources import default_release, missing_release_message
 
+if TYPE_CHECKING:  # torch: loaded with the generative stages, on first need
+    from hireslm.pipeline.generator import BandGenerator
+
 logger = logging.getLogger(__name__)
 
-REQUIRED_STAGES = ("vae", "dit", "vocoder")
 OPTIONAL_STAGES = ("recovery",)
 # A float input peaking above full scale is scaled down as a whole to peak here (it is float:
 # nothing is lost), rather than flattened by the limiter.
@@ -106,44 +111,58 @@ class Restoration:
 class RestorationPipeline:
     """A release's stages, ready to restore audio.
 
+    The generative stages (``BandGenerator``: VAE, DiT, vocoder, and torch with them) load
+    on the first input that needs a band generated, once: a run whose files need only
+    recovery, or nothing, never imports torch.
+
     Args:
-        generator: the generative stages (VAE, DiT, vocoder; ``BandGenerator``).
         specs: stage name -> its release entry (``model``, ``kwargs`` and stage extras).
         audio: the audio front end the stages were trained with.
         wave_recovery: a pretrained waveform recovery (``PRETRAINED_RECOVERY``), named by the
             release's ``recovery`` entry, or None.
+        generator: the generative stages, already loaded; or
+        release_dir: the release to load them from when first needed.
+        device: where they run (None: this process's GPU if there is one, else the CPU).
     """
 
-    def __init__(self, *, generator: BandGenerator, specs: dict[str, dict[str, Any]],
-                 audio: AudioConfig, wave_recovery: WaveRecovery | None = None) -> None:
-        if wave_recovery is not None and generator.mel_recovery is not None:
-            raise ValueError("a release has one recovery stage: a mel model or a waveform one")
-        self.generator = generator
+    def __init__(self, *, specs: dict[str, dict[str, Any]], audio: AudioConfig,
+                 wave_recovery: WaveRecovery | None = None,
+                 generator: BandGenerator | None = None, release_dir: Path | None = None,
+                 device: Any = None) -> None:
+        if generator is None and release_dir is None:
+            raise ValueError("give the generative stages, or the release to load them from")
         self.specs = {name: dict(spec) for name, spec in specs.items()}
+        if wave_recovery is not None and self.specs.get("recovery", {}).get("model") \
+                not in PRETRAINED_RECOVERY:
+            raise ValueError("a release has one recovery stage: a mel model or a waveform one")
         self.audio = audio
         self.wave_recovery = wave_recovery
-        self.times = generator.times
+        self.release_dir = release_dir
+        self.device = device
+        self.times = generator.times if generator is not None else StageTimes()
+        self._generator = generator
         self._resolved: dict[RestoreOptions, RestoreOptions] = {}
         self._limited: dict[float, WaveRecovery] = {}  # recovery per attenuation limit
 
     # -- loading and saving -------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(
-        cls, release_dir: str | Path | None = None, device: str | torch.device = "cpu"
-    ) -> RestorationPipeline:
+    def from_pretrained(cls, release_dir: str | Path | None = None, device: Any = "cpu", *,
+                        lazy: bool = False) -> RestorationPipeline:
         """Load a release folder strictly (None: the shipped release, ``hireslm.resources``);
         any problem raises ``ReleaseError`` (one line, naming the file).
 
         ``config.yaml`` is checked whole before any weights are read: every stage's entry
-        and the audio front end. Then ``load_stage`` checks each weights file against the
-        sha256 ``meta.json`` records (``hireslm.release.verify_weights``: a release without
-        hashes loads with a warning) and loads it strictly into its model.
+        and the audio front end; each weights file is checked against the sha256
+        ``meta.json`` records (``hireslm.release.verify_weights``: a release without hashes
+        loads with a warning). With ``lazy`` the generative stages are built and loaded into
+        ``device`` (None: a GPU if any) when first needed; else now.
         """
         if release_dir is None:
             release_dir = default_release()
             if not release_dir.is_dir():
                 raise FileNotFoundError(missing_release_message())
+        release_dir = Path(release_dir)
         optional = [s for s in OPTIONAL_STAGES if s in load_release_config(release_dir)]
         stages = [*REQUIRED_STAGES, *optional]
         specs = {stage: plain(stage_entry(release_dir, stage)) for stage in stages}
@@ -153,15 +172,31 @@ class RestorationPipeline:
             entry = specs["recovery"]
             with config_errors(release_dir, f"stage 'recovery' ({entry['model']})"):
                 wave_recovery = PRETRAINED_RECOVERY[entry["model"]](**entry.get("kwargs", {}))
-            stages.remove("recovery")
-        models = {stage: load_stage(release_dir, stage, device) for stage in stages}
-        with config_errors(release_dir, "pipeline settings"):
-            generator = BandGenerator(vae=models["vae"], dit=models["dit"],
-                                      vocoder=models["vocoder"], specs=specs, audio=audio,
-                                      mel_recovery=models.get("recovery"))
-            pipeline = cls(generator=generator, specs=specs, audio=audio,
-                           wave_recovery=wave_recovery)
-        return pipeline.to(device)
+        for stage in generative_stages(specs):
+            if not weights_path(release_dir, stage).is_file():
+                raise ReleaseError(f"stage '{stage}': weights file "
+                                   f"{weights_path(release_dir, stage)} is missing")
+            verify_weights(release_dir, stage)
+        pipeline = cls(specs=specs, audio=audio, wave_recovery=wave_recovery,
+                       release_dir=release_dir, device=device)
+        if not lazy:
+            pipeline.generator  # noqa: B018 - loads the generative stages now
+        return pipeline
+
+    @property
+    def generator(self) -> BandGenerator:
+        """The generative stages, loaded (with torch) on first use."""
+        if self._generator is None:
+            from hireslm.pipeline.generator import load_generator
+
+            self._generator = load_generator(self.release_dir, self.specs, self.audio,
+                                             self.device, self.times, verified=True)
+            self.device = self._generator.device
+        return self._generator
+
+    @property
+    def generator_loaded(self) -> bool:
+        return self._generator is not None
 
     def save_pretrained(self, release_dir: str | Path) -> Path:
         """Write a release folder that ``from_pretrained`` loads back identically."""
@@ -185,22 +220,28 @@ class RestorationPipeline:
         """Wall seconds spent per stage since the pipeline was made."""
         return self.times.seconds
 
-    def to(self, device: str | torch.device) -> RestorationPipeline:
-        self.generator.to(device)
+    def to(self, device: Any) -> RestorationPipeline:
+        self.device = device
+        if self._generator is not None:
+            self._generator.to(device)
         return self
 
     # -- restoring ----------------------------------------------------------------------
 
     def resolve(self, options: RestoreOptions = DEFAULT_OPTIONS) -> RestoreOptions:
         """``options`` with the release's defaults filled in (``num_steps``, ``scheduler``),
-        checked against what this release can honour; ``ValueError`` otherwise."""
+        checked against what this release can honour; ``ValueError`` otherwise. Sampler
+        settings that differ from the release's (a scheduler, ``strength`` below 1) are
+        checked against the DiT's objective, which loads the generative stages."""
         if options not in self._resolved:
+            sampling = self.specs["dit"].get("sampling") or {}
             resolved = replace(
                 options,
-                num_steps=self.generator.default_steps if options.num_steps is None
+                num_steps=int(sampling.get("num_steps", 8)) if options.num_steps is None
                 else options.num_steps,
-                scheduler=options.scheduler or self.generator.default_scheduler)
-            self.generator.check_sampling(resolved)
+                scheduler=options.scheduler or sampling.get("scheduler"))
+            if options.scheduler is not None or options.strength < 1.0:
+                self.generator.check_sampling(resolved)
             self._resolved[options] = self._resolved[resolved] = resolved
         return self._resolved[options]
 

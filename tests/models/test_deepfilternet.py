@@ -7,7 +7,7 @@ import pytest
 
 from hireslm.data.degradations import lowpass, noise
 from hireslm.models.recovery import PRETRAINED_RECOVERY, DeepFilterNet3Recovery
-from hireslm.models.recovery.deepfilternet import HOP, foreground_kept_db, mirrored
+from hireslm.recovery.deepfilternet import HOP, foreground_kept_db, mirrored
 
 SR = 48000
 
