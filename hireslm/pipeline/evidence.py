@@ -355,6 +355,11 @@ def decide(evidence: Evidence | None, thresholds: Thresholds = DEFAULT_THRESHOLD
     if e.hum_share >= t.hum_share:
         return Verdict(RECOVERED, f"hum removed: {e.hum_share:.0%} of the removed low band "
                        "is at mains harmonics and the speech kept its level: recovered", e, t)
+    if corr <= t.noise_corr:
+        return Verdict(UNSURE, f"weak evidence: the removed part barely follows the recovered "
+                       f"speech (band correlation {corr:.2f}, above this "
+                       f"{e.duration_s:.1f} s segment's limit {e.noise_corr_limit:.2f}): "
+                       "kept the input", e, t)
     return Verdict(INPUT, f"the removed part follows the speech (band correlation "
                    f"{corr:.2f}): kept the input", e, t)
 
