@@ -52,7 +52,7 @@ def load_pair(devset: Path, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarr
 
 
 def run(devset: Path) -> dict[str, Any]:
-    from hireslm.models.recovery.deepfilternet import DeepFilterNet3Recovery
+    from hireslm.recovery import DeepFilterNet3Recovery
 
     description = manifest(devset)
     timing_path = devset / "wet" / "timing.json"

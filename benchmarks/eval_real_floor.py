@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--languages", default="ru,ro")
     args = parser.parse_args(argv)
     from hireslm.evaluation.dnsmos import DnsmosScorer
-    from hireslm.models.recovery.deepfilternet import DeepFilterNet3Recovery
+    from hireslm.recovery import DeepFilterNet3Recovery
 
     recovery, scorer = DeepFilterNet3Recovery(), DnsmosScorer()
     deb = fetch_deb("tuxpaint-stamps-default", args.devset / "cache")

@@ -28,7 +28,10 @@ class RestoreOptions:
     (``hireslm.pipeline.evidence``); ``always`` keeps its output everywhere; ``never`` does not
     run it. ``atten_limit_db`` caps how far recovery may attenuate any time-frequency bin
     (None: the release's setting, by default no limit); 6-20 dB leaves some noise in and
-    never over-suppresses.
+    never over-suppresses. ``min_generated_hz``: the generated band starts no lower than
+    this (between a lower cutoff and it the output keeps what the input has): the band below
+    8 kHz carries the speech itself, where a generated band that is not faithful lowers its
+    quality (docs/results.md); 0 generates from the cutoff.
     """
 
     num_steps: int | None = None
@@ -43,6 +46,7 @@ class RestoreOptions:
     keep: str = "auto"
     denoise: str = "auto"
     atten_limit_db: float | None = None
+    min_generated_hz: float = 8000.0
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_MODES:
@@ -51,6 +55,8 @@ class RestoreOptions:
             raise ValueError(f"denoise must be one of {DENOISE_MODES}, got {self.denoise!r}")
         if self.atten_limit_db is not None and not self.atten_limit_db >= 0.1:
             raise ValueError(f"atten_limit_db must be at least 0.1 dB, got {self.atten_limit_db}")
+        if not 0.0 <= self.min_generated_hz <= 24000.0:
+            raise ValueError(f"min_generated_hz must be in 0-24000, got {self.min_generated_hz}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_steps is not None and self.num_steps < 0:

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the most the denoiser may attenuate any part of the spectrum, in "
                         "dB (e.g. 12: some noise stays, speech is never over-suppressed; "
                         "default: no limit)")
+    parser.add_argument("--min-generated-hz", type=float, default=OPTIONS.min_generated_hz,
+                        help="the generated band starts no lower than this; below it, down to "
+                        "the input's cutoff, the input is kept as it is (the demo release's "
+                        "band lowers speech quality below 8 kHz); 0: from the cutoff "
+                        "(default: %(default)s)")
     parser.add_argument("--device", default=SETTINGS.device,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
     parser.add_argument("--precision", default=OPTIONS.precision, choices=PRECISIONS,
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             num_steps=args.steps, scheduler=args.scheduler, chunk_seconds=args.chunk_seconds,
             overlap_seconds=args.overlap_seconds, batch_size=args.batch_size,
             precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep,
-            denoise=args.denoise, atten_limit_db=args.atten_limit_db)
+            denoise=args.denoise, atten_limit_db=args.atten_limit_db,
+            min_generated_hz=args.min_generated_hz)
         settings = jobs.RunSettings(
             release=args.checkpoint, device=args.device, output_format=args.format,
             bit_depth=args.bit_depth, force=args.force, progress=not args.no_progress,

@@ -296,7 +296,8 @@ class RestorationPipeline:
         else:
             treatment = decide_treatment(  # 2.
                 list(analysis.channel_analysis), options.keep, frames=analysis.frames_48k,
-                can_recover=self.wave_recovery is not None, denoise=options.denoise)
+                can_recover=self.wave_recovery is not None, denoise=options.denoise,
+                min_generated_hz=options.min_generated_hz)
             blocks = self._restored_blocks(source, analysis, gain_db, headroom_db, options,
                                            treatment, account, credit)
         return Restoration(_finished(blocks, account, start), account, sr)

@@ -52,6 +52,7 @@ class Treatment:
     reasons: tuple[str, ...] = field(default=())
     denoise: str = "auto"
     segments: tuple[dict[str, Any], ...] = field(default=())
+    min_generated_hz: float = 0.0
 
     def after_recovery(self, before: Sequence[ChannelAnalysis],
                        after: Sequence[ChannelAnalysis], recovered_share: Sequence[float],
@@ -67,13 +68,14 @@ class Treatment:
         cutoffs = self.keep_below_hz
         if cutoffs is not None:
             measured = [(a if use else b) for a, b, use in zip(after, before, used, strict=True)]
-            cutoffs = _cutoffs(measured)
+            cutoffs = _cutoffs(measured, self.min_generated_hz)
             for channel, (old, new) in enumerate(zip(self.keep_below_hz, cutoffs, strict=True)):
                 if used[channel] and old != new:
                     reasons.append(f"channel {channel}: band re-measured after recovery: "
                                    f"{_hz(new)} (the input read {_hz(old)})")
         generate = self.keep_below_hz is None or any(math.isfinite(c) for c in cutoffs)
-        reasons.extend(_band_reasons(cutoffs, generate, before, used))
+        reasons.extend(_band_reasons(cutoffs, generate, measured if cutoffs is not None
+                                     else before, used, self.min_generated_hz))
         return replace(self, generate=generate, keep_below_hz=cutoffs, reasons=tuple(reasons),
                        segments=tuple(segments))
 
@@ -108,11 +110,14 @@ def decide_treatment(
     can_recover: bool = True,
     frames: int | None = None,
     denoise: str = "auto",
+    min_generated_hz: float = 0.0,
 ) -> Treatment:
     """Step 1: whether recovery is tried, and the cutoffs the input shows, from its channels'
     analysis. ``can_recover`` is False when the release has no waveform recovery; ``frames``
     is the file's length in 48 kHz samples (a file shorter than ``MIN_FRAMES`` is kept as it
     is). Without recovery this is the whole decision; with it, ``after_recovery`` ends it.
+    A band is generated from a channel's cutoff, or from ``min_generated_hz`` where that is
+    higher (between the two the input is kept as it is).
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
@@ -137,24 +142,35 @@ def decide_treatment(
         reasons.append("fully generative (--keep none)")
         return Treatment(recover=recover, generate=True, keep_below_hz=None,
                          reasons=tuple(reasons), denoise=denoise)
-    cutoffs = _cutoffs(channels)
+    cutoffs = _cutoffs(channels, min_generated_hz)
     generate = any(math.isfinite(c) for c in cutoffs)
     if not recover:
-        reasons.extend(_band_reasons(cutoffs, generate, channels, [False] * len(channels)))
+        reasons.extend(_band_reasons(cutoffs, generate, channels, [False] * len(channels),
+                                     min_generated_hz))
     return Treatment(recover=recover, generate=generate, keep_below_hz=cutoffs,
-                     reasons=tuple(reasons), denoise=denoise)
+                     reasons=tuple(reasons), denoise=denoise, min_generated_hz=min_generated_hz)
 
 
-def _cutoffs(channels: Sequence[ChannelAnalysis]) -> tuple[float, ...]:
-    return tuple(c.bandwidth_hz if c.flags.band_limited else math.inf for c in channels)
+def _cutoffs(channels: Sequence[ChannelAnalysis], floor_hz: float) -> tuple[float, ...]:
+    """Where each channel's generated band starts: its measured cutoff, but no lower than
+    ``floor_hz``; ``inf`` for a channel whose band is complete."""
+    return tuple(max(c.bandwidth_hz, floor_hz) if c.flags.band_limited else math.inf
+                 for c in channels)
 
 
 def _band_reasons(cutoffs: Sequence[float] | None, generate: bool,
-                  channels: Sequence[ChannelAnalysis], recovered: Sequence[bool]) -> list[str]:
+                  channels: Sequence[ChannelAnalysis], recovered: Sequence[bool],
+                  floor_hz: float) -> list[str]:
     reasons = []
     if cutoffs is not None:
         reasons.append("band-limited: generated the band above the cutoff" if generate
                        else "full band: kept")
+        raised = [c.bandwidth_hz for c in channels
+                  if c.flags.band_limited and c.bandwidth_hz < floor_hz]
+        if raised:
+            reasons.append(f"the band ends at {min(raised):.0f} Hz; generated from "
+                           f"{floor_hz:.0f} Hz up, the input kept as it is below "
+                           "(--min-generated-hz)")
     for channel, (analysis, used) in enumerate(zip(channels, recovered, strict=True)):
         if analysis.flags.clipped:
             done = "recovered, " if used else ""
