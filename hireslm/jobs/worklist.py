@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from hireslm.audio.errors import AudioError
 from hireslm.jobs.jsonl_report import ReportWriter
 from hireslm.jobs.plan import Job, Unplanned
-from hireslm.jobs.provenance import ExistingOutput, inspect_output, provenance_comment
+from hireslm.jobs.provenance import (
+    ExistingOutput,
+    input_fingerprint,
+    inspect_output,
+    provenance_comment,
+    with_input,
+)
 from hireslm.jobs.restore_one import restore_file
 from hireslm.options import RestoreOptions
 
@@ -90,9 +96,16 @@ def run_jobs(
         # (the output folder's lock keeps other runs out).
         for stale in job.output.parent.glob(f".{job.output.name}.*.part"):
             stale.unlink(missing_ok=True)
-        record.update(_restore_one(pipeline, job, options, subtype, provenance, on_progress))
+        try:  # taken before it is read: a change while it is restored is seen next time
+            made = with_input(provenance, input_fingerprint(job.input))
+        except OSError:
+            made = provenance  # the restore reports why it cannot be read
+        record.update(_restore_one(pipeline, job, options, subtype, made, on_progress))
+        warnings = list(record.get("warnings", []))
         if found.state == "redo":
-            record.setdefault("warnings", []).append(f"replaced: {found.reason}")
+            warnings.append(f"replaced: {found.reason}")
+        if warnings or "warnings" in record:
+            record["warnings"] = warnings
         record["time"] = _now()  # when the file was finished
         report.write(record)
         counts[record["status"]] += 1
