@@ -68,6 +68,9 @@ class RunSettings:
         if self.bit_depth not in SUBTYPES:
             raise ValueError(f"bit_depth must be one of {sorted(SUBTYPES)}, got "
                              f"{self.bit_depth!r}")
+        if self.output_format == "flac" and self.bit_depth == "float":
+            raise ValueError("FLAC holds integer samples only: choose bit depth 16 or 24 "
+                             "for FLAC, or WAV for 32-bit float")
 
     @property
     def release_dir(self) -> Path:
@@ -129,8 +132,8 @@ def run(inputs: Sequence[str | Path], output: str | Path,
 
     Raises:
         RunError: nothing can be restored: an input is missing, the output folder is unusable
-            or held by another run, the release is missing or broken, the options do not fit
-            the release.
+            or held by another run, the release is missing or broken, the device is unknown
+            or absent (or fp16 asked of the CPU), the options do not fit the release.
     """
     from hireslm.jobs.lock import OutputFolderLockedError
 
@@ -139,24 +142,40 @@ def run(inputs: Sequence[str | Path], output: str | Path,
     if not release.is_dir():
         raise RunError(missing_release_message() if settings.release is None
                        else f"{release}: no such release folder")
+    device = _check_device(settings, options)
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
         with OutputFolderLock(output, rank) as lock:
-            return _restore(found, Path(output), options, settings, lock, world_size)
+            return _restore(found, Path(output), options, settings, lock, world_size, device)
     except OutputFolderLockedError as exc:
         raise RunError(str(exc)) from exc
 
 
+def _check_device(settings: RunSettings, options: RestoreOptions) -> str:
+    """The device this run's models will use (``settings.device``, else the default), checked
+    before anything loads; ``RunError`` for a device this process does not have, and for fp16
+    on the CPU (its fp16 arithmetic is slow and not what the option is for)."""
+    from hireslm.release import check_device  # torch: only once a run is to start
+
+    device = settings.device or _default_device()
+    try:
+        kind = check_device(device).type
+    except ValueError as exc:
+        raise RunError(str(exc)) from exc
+    if options.precision == "fp16" and kind == "cpu":
+        raise RunError("precision fp16 is for GPUs; on the CPU use fp32 (the default) or bf16")
+    return device
+
+
 def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSettings,
-             lock: OutputFolderLock, world_size: int) -> RunSummary:
+             lock: OutputFolderLock, world_size: int, device: str) -> RunSummary:
     """Restore this process's share of ``found``; merge the report on process 0."""
     # The signal level (torch, the models) loads only now: planning needs none of it.
     from hireslm.pipeline import RestorationPipeline
     from hireslm.release import ReleaseError, release_hash
 
     rank = lock.rank
-    device = settings.device or _default_device()
     try:
         pipeline = RestorationPipeline.from_pretrained(settings.release_dir, device=device)
         options = pipeline.resolve(options)

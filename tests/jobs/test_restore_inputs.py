@@ -1,5 +1,5 @@
-"""What is at an output name: only hireslm's own outputs are replaced, and a changed input
-is redone.
+"""What is at an output name and what the run is asked to do: only hireslm's own outputs are
+replaced, a changed input is redone, and settings that cannot work are refused up front.
 
 Real files, the real command in-process, a tiny release with random weights.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
@@ -109,3 +110,23 @@ def test_an_output_tagged_without_a_fingerprint_is_done_when_all_else_matches(
     assert _restore(release, str(folder), "-o", str(out)) == 0
     assert not (out / REPORT_NAME).exists() or _by_name(out) == {}
     assert file_sha256(out / "take.wav") == before
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--format", "flac", "--bit-depth", "float"], "FLAC"),
+    (["--device", "tpu"], "unknown device"),
+    (["--device", "cuda:99"], "GPU"),
+    pytest.param(["--device", "cuda"], "no CUDA GPU", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a GPU")),
+    (["--device", "cpu", "--precision", "fp16"], "fp16"),
+])
+def test_settings_that_cannot_work_are_refused_before_any_file(
+        release, speech, tmp_path, caplog, flags, words):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "take.wav", speech, 16000)
+    assert _restore(release, str(folder), "-o", str(out), *flags) == 2
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and words in errors[0].getMessage(), caplog.text
+    assert "\n" not in errors[0].getMessage()
+    assert "safetensors" not in caplog.text and "does not fit" not in caplog.text
+    assert not (out / "take.wav").exists()
