@@ -112,6 +112,19 @@ def test_an_output_tagged_without_a_fingerprint_is_done_when_all_else_matches(
     assert file_sha256(out / "take.wav") == before
 
 
+def test_a_file_of_many_channels_is_announced(release, speech, tmp_path, caplog):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    # 50 ms: kept as it is (too short to restore), so the test stays fast; the warning comes
+    # from the header, before any work.
+    save_audio(folder / "array.wav", np.repeat(speech[:, :800], 20, axis=0), 16000)
+    save_audio(folder / "stereo.wav", np.repeat(speech[:, :800], 2, axis=0), 16000)
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    records = _by_name(out)
+    assert any("20 channels" in w for w in records["array.wav"]["warnings"])
+    assert records["stereo.wav"]["warnings"] == []
+    assert "20 channels" in caplog.text
+
+
 @pytest.mark.parametrize(("flags", "words"), [
     (["--format", "flac", "--bit-depth", "float"], "FLAC"),
     (["--device", "tpu"], "unknown device"),
