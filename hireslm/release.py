@@ -210,8 +210,9 @@ def check_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch device this process can run on.
 
     Raises:
-        ValueError: an unknown device (``tpu``), or a GPU this process does not have, said so
-            in one line (not as a weights file that fails to load).
+        ValueError: a device torch does not know (``tpu``), or a CUDA or MPS GPU this
+            process does not have, said so in one line (not as a weights file that fails to
+            load).
     """
     try:
         parsed = torch.device(device)
@@ -225,11 +226,9 @@ def check_device(device: str | torch.device) -> torch.device:
         if parsed.index is not None and parsed.index >= count:
             raise ValueError(f"device {str(device)!r}: this process sees {count} GPU(s), "
                              f"cuda:0 to cuda:{count - 1}")
-    elif parsed.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"device {str(device)!r}: no Apple GPU (MPS) is available")
-    elif parsed.type != "cpu":
-        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: no Apple GPU (MPS) is available")
+    # Other kinds torch knows (xpu, hpu, ...) are left to torch and their own backends.
     return parsed
 
 
