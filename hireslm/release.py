@@ -230,6 +230,34 @@ def load_audio_config(release_dir: str | os.PathLike) -> AudioConfig:
         raise ReleaseError(f"{path}: {_one_line(exc)}") from exc
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this process can run on.
+
+    Raises:
+        ValueError: a device torch does not know (``tpu``), or a CUDA or MPS GPU this
+            process does not have, said so in one line (not as a weights file that fails to
+            load).
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is available to this "
+                             "process (none found, or torch built without CUDA); use cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {str(device)!r}: this process sees {count} GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: no Apple GPU (MPS) is available")
+    # Other kinds torch knows (xpu, hpu, ...) are left to torch and their own backends.
+    return parsed
+
+
 def load_stage(release_dir: str | os.PathLike, stage: str,
                device: str | torch.device = "cpu", *, verify: bool = True) -> nn.Module:
     """Rebuild ``stage``'s model from the release and load its weights strictly, in eval mode.
@@ -237,8 +265,10 @@ def load_stage(release_dir: str | os.PathLike, stage: str,
     The weights file is checked against its recorded sha256 first (``verify_weights``;
     ``verify=False`` where the caller checked it already). A
     missing or damaged file, a config entry of the wrong shape or value types, or tensors
-    that do not fit the model raise ``ReleaseError`` with a one-line message naming the file.
+    that do not fit the model raise ``ReleaseError`` with a one-line message naming the file;
+    a device this process cannot use, ``ValueError`` (``check_device``).
     """
+    check_device(device)
     entry = stage_entry(release_dir, stage)
     path = weights_path(release_dir, stage)
     if not path.is_file():

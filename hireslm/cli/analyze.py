@@ -3,9 +3,12 @@
 One JSON line per file: input path, native sample rate, channels, duration, format, the
 damage flags raised on any channel, and per channel the measurements and flags
 (``hireslm.analysis``; what they mean in docs/analysis.md). Lines go to stdout, or with ``-o``
-to a JSONL file written atomically once all files are done. A file that cannot be read gets a
-line with ``"status": "failed"`` and the error. Exit status: 0, 1 if any file failed (or none
-was found), 2 for a missing input path.
+to a JSONL file written atomically once all files are done (never over one of the inputs).
+A file that cannot be read gets a line with ``"status": "failed"`` and the error. A name
+that is not valid UTF-8 is written losslessly: ``input`` holds it with each undecodable byte
+as ``\\xNN`` (readable) and ``input_bytes_hex`` the exact bytes of the name
+(``os.fsdecode(bytes.fromhex(...))`` opens the file). Exit status: 0, 1 if any file failed
+(or none was found), 2 for a missing input path or an output that is an input.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -53,6 +57,25 @@ def find_inputs(inputs: list[Path]) -> tuple[list[Path], list[TreeProblem]]:
     return list(unique.values()), problems
 
 
+def path_fields(path: str | Path) -> dict[str, str]:
+    """``{"input": name}`` for a name that is valid UTF-8; otherwise ``input`` with each
+    undecodable byte as ``\\xNN`` and ``input_bytes_hex``, the name's bytes in hex: lossless
+    in JSON, where the name as Python holds it (lone surrogates) cannot be written."""
+    raw = os.fsencode(path)
+    try:
+        return {"input": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"input": raw.decode("utf-8", "backslashreplace"), "input_bytes_hex": raw.hex()}
+
+
+def _printable(text: str) -> str:
+    """``text`` with the lone surrogates of an undecodable file name as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def analyse_one(path: Path) -> dict[str, Any]:
     """The record of one file; a file that cannot be analysed gets a ``failed`` record."""
     try:
@@ -60,7 +83,13 @@ def analyse_one(path: Path) -> dict[str, Any]:
     except (AudioError, OSError, RuntimeError) as exc:
         message = str(exc) or type(exc).__name__
         logger.error("%s", message if str(path) in message else f"{path}: {message}")
-        return {"input": str(path), "status": "failed", "error": message}
+        return {**path_fields(path), "status": "failed", "error": _printable(message)}
+
+
+def output_is_an_input(output: Path, inputs: list[Path], files: list[Path]) -> bool:
+    """Whether the report would be written over a file given or found as an input."""
+    target = output.resolve()
+    return any(path.resolve() == target for path in [*inputs, *files] if not path.is_dir())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,11 +98,15 @@ def run(args: argparse.Namespace) -> int:
         logger.error("no such file or folder: %s", ", ".join(str(p) for p in missing))
         return 2
     files, problems = find_inputs(args.inputs)
+    if args.output is not None and output_is_an_input(args.output, args.inputs, files):
+        logger.error("%s: the report would overwrite this input; name another file with -o",
+                     args.output)
+        return 2
     if not files and not problems:
         logger.error("no audio files found in %s", ", ".join(str(p) for p in args.inputs))
         return 1
     lines, failed, damage = [], 0, Counter()
-    unreadable = [{"input": str(p.path), "status": "failed", "error": p.reason}
+    unreadable = [{**path_fields(p.path), "status": "failed", "error": _printable(p.reason)}
                   for p in problems if p.lost]
     for item in [*unreadable, *files]:
         record = item if isinstance(item, dict) else analyse_one(item)
@@ -109,7 +142,7 @@ def analysis_record(
     analysis = analyse_source(FileSource(path), sample_rate, thresholds)
     channels = analysis.channel_analysis
     return {
-        "input": str(path),
+        **path_fields(path),
         "status": "ok",
         "sample_rate": int(analysis.sample_rate),
         "channels": int(analysis.channels),

@@ -4,7 +4,8 @@ Every audio file under REF_DIR is paired with the file at the same relative path
 extension) under EST_DIR; both are resampled to 48 kHz and must be sample-aligned. Writes
 ``metrics.csv``, ``metrics.json`` (per file) and ``summary.md`` (means) into OUT. With
 ``--input DIR`` the degraded inputs are scored too, and shown beside the restored files with
-the difference. See docs/evaluation.md.
+the difference. OUT never lies inside REF_DIR or the ``--input`` folder (the user's
+recordings): such a folder, given or by default, is refused. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref_dir", type=Path, help="clean references (recursive)")
     parser.add_argument("est_dir", type=Path, help="restored files, mirroring REF_DIR")
     parser.add_argument("-o", "--out", type=Path, default=None,
-                        help="report folder (default: EST_DIR/evaluation)")
+                        help="report folder, never inside REF_DIR or --input DIR "
+                        "(default: EST_DIR/evaluation)")
     parser.add_argument("--kinds", action="store_true",
                         help="EST_DIR holds one sub-folder per degradation kind, each "
                              "mirroring REF_DIR; one table row per kind")
@@ -69,8 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate; 0 when every reference was scored (missing allowed with --allow-missing)."""
+    """Evaluate; 0 when every reference was scored (missing allowed with --allow-missing),
+    2 for a report folder inside the references or the inputs."""
     out_dir = args.out if args.out is not None else args.est_dir / "evaluation"
+    refused = _inside_an_input(out_dir, args)
+    if refused:
+        logger.error("%s", refused)
+        return 2
     try:
         metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
         options = EvaluationOptions(metrics=metrics, channels=args.channels,
@@ -105,8 +112,29 @@ def run(args: argparse.Namespace) -> int:
             len(evaluation.results))
     if status["error"]:
         logger.error("%d pairs could not be scored; see %s", status["error"], paths["csv"])
+    if inputs is not None:
+        left_out = sum(r.status != "ok" for r in inputs.results)
+        if left_out:
+            logger.warning("the comparison leaves out %d of %d references: no input under %s, "
+                           "or it could not be scored (see %s)", left_out,
+                           len(inputs.results), args.input_dir, paths["csv"])
     failed = status["error"] or (status["missing"] and not args.allow_missing)
     return 1 if failed else 0
+
+
+def _inside_an_input(out_dir: Path, args: argparse.Namespace) -> str | None:
+    """Why ``out_dir`` may not take the report (it is or lies inside REF_DIR or the
+    ``--input`` folder), or None."""
+    target = out_dir.resolve()
+    for label, folder in (("REF_DIR", args.ref_dir), ("--input", args.input_dir)):
+        if folder is None:
+            continue
+        root = folder.resolve()
+        if target == root or root in target.parents:
+            default = "" if args.out is not None else " (the default, EST_DIR/evaluation)"
+            return (f"{out_dir}{default} lies inside {label} {folder}: evaluation never writes "
+                    "into the recordings it reads; name a report folder elsewhere with -o")
+    return None
 
 
 def _plotter(args: argparse.Namespace, plots_dir: Path):

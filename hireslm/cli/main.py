@@ -6,7 +6,8 @@ chosen command's module is imported (the others pull in torch, training, peft...
 
 Exit codes: 0 done, 1 some files failed (or an environment error such as a full disk),
 2 a usage error (a missing input, a bad release folder, an output path that is a file),
-130 interrupted, 141 the reader of stdout went away (``release show | head``).
+130 interrupted (one line says so, and for ``restore`` that a rerun resumes), 141 the reader
+of stdout went away (``release show | head``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("hireslm.cli.release",
                 "combine stage releases into one, show one, or merge a LoRA adapter"),
     "data": ("hireslm.cli.data", "build and inspect data manifests"),
+}
+
+# What a rerun of an interrupted command does, where it picks up the work (the others start
+# over).
+RESUME = {
+    "restore": "; run the same command again to resume (finished files are kept)",
+    "train": "; run the same command again to resume from its last checkpoint "
+             "(train.ckpt_every)",
 }
 
 DESCRIPTION = ("Restore speech recordings (any rate, format and length) to 48 kHz with a "
@@ -137,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
+        print(f"hireslm {args.command}: interrupted{RESUME.get(args.command, '')}",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader of stdout went away (``| head``): stop quietly, and keep Python from

@@ -4,6 +4,9 @@ Files pair by relative path, whatever their audio extension: ``ref/a/b.flac`` pa
 ``est/a/b.wav``. Where two references share a stem (``b.flac``, ``b.mp3``) each keeps its
 full name, so ``est/a/b.flac.wav`` pairs with ``ref/a/b.flac``: the naming ``hireslm
 restore`` and ``hireslm degrade`` use for such files (``hireslm.audiotree.mirror_names``).
+A reference that no file pairs with this way pairs with the file of its own name, if any:
+a folder scored against itself (or a copy), ``b.flac`` with ``b.flac``, ``b.mp3`` with
+``b.mp3``.
 Alignment is never searched: a restored file must be sample-aligned with its reference.
 """
 
@@ -80,13 +83,18 @@ def match_tree(
     """
     exclude = list(exclude)
     refs = reference_keys(find_audio(ref_dir, exclude))
+    found_here = find_audio(est_dir, exclude)
     estimates: dict[str, list[Path]] = defaultdict(list)
-    for rel in find_audio(est_dir, exclude):
+    for rel in found_here:
         estimates[output_key(rel)].append(rel)
-    pairs, used = [], set()
+    same_name = set(found_here)
+    pairs: list[Pair] = []
+    used: set[Path] = set()
     for key, rel in sorted(refs.items()):
         found = estimates.get(key, [])
-        used.add(key)
+        if not found and rel in same_name:
+            found = [rel]  # the tree itself, or a copy: take1.mp3 and take1.wav each
+        used.update(found)
         pair_group = group if group is not None else (
             rel.parts[0] if len(rel.parts) > 1 else TOP)
         problem = None
@@ -95,8 +103,8 @@ def match_tree(
             problem = f"several restored files match {rel.as_posix()}: {names}"
         pairs.append(Pair(key, pair_group, ref_dir / rel,
                           est_dir / found[0] if found else None, problem))
-    unmatched = [est_dir / p for k, paths in sorted(estimates.items()) if k not in used
-                 for p in paths]
+    unmatched = [est_dir / p for _, paths in sorted(estimates.items()) for p in paths
+                 if p not in used]
     return Matching(pairs, unmatched)
 
 

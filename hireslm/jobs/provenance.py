@@ -1,16 +1,26 @@
 """What made each output, written into the file itself, and when a rerun may take it as done.
 
 Every restored file carries a record of the release (its hash) and the settings that shaped
-its audio, in the file's comment tag (WAV ``ICMT``, FLAC Vorbis comment), so it travels with
-the file and needs no side file. On a rerun an existing output counts as done only when it
-reads, holds the full length, and was made by this release with these settings. An empty,
-unreadable or short file is redone; a whole file made otherwise (another release, other
-``--steps``, or not by hireslm at all) is kept and reported, and ``--force`` redoes it.
+its audio, and a fingerprint of the input it was made from (size, modification time, a
+sha256 of its first and last MiB), in the file's comment tag (WAV ``ICMT``, FLAC Vorbis
+comment), so it travels with the file and needs no side file.
+
+Only a file that carries this tag is ever replaced without ``--force``: the tool can prove
+it wrote it. On a rerun a tagged output counts as done when it reads, holds the full length,
+was made by this release with these settings and from the input as it is now; a tagged
+output that is short or unreadable past its header, or whose input has changed since, is
+redone; one made by another release or with other settings is kept and reported. A file
+without the tag, whatever its shape, is the user's (or an older hireslm's) and is kept;
+only an empty (0-byte) file, which holds nothing to lose, is replaced. ``--force`` redoes
+everything. An output tagged by an older hireslm, without the input's fingerprint, is done
+when all else matches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +35,10 @@ from hireslm.options import RestoreOptions
 
 TAG = "hireslm-restore "
 OUTPUT_RATE = 48000
+# The input's head and tail this many bytes each are hashed (the whole file when it is no
+# longer than twice this): a replaced recording differs there, and hours of audio need not
+# be read again to know it.
+FINGERPRINT_BYTES = 1 << 20
 
 
 def make_provenance(release: str, options: RestoreOptions, *, subtype: str) -> dict[str, Any]:
@@ -45,6 +59,32 @@ def make_provenance(release: str, options: RestoreOptions, *, subtype: str) -> d
     return {"release": release, "settings": settings, "hireslm": hireslm.__version__}
 
 
+def input_fingerprint(path: str | Path) -> dict[str, Any]:
+    """What identifies the input an output was made from: ``{"size", "mtime_ns", "sha256"}``,
+    the hash over the first and last ``FINGERPRINT_BYTES`` (the whole file when small).
+
+    Raises:
+        OSError: the input cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if stat.st_size <= 2 * FINGERPRINT_BYTES:
+            for block in iter(lambda: handle.read(FINGERPRINT_BYTES), b""):
+                digest.update(block)
+        else:
+            digest.update(handle.read(FINGERPRINT_BYTES))
+            handle.seek(stat.st_size - FINGERPRINT_BYTES)
+            digest.update(handle.read(FINGERPRINT_BYTES))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+
+
+def with_input(provenance: dict[str, Any], fingerprint: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """``provenance`` for one output: the run's record and its input's fingerprint."""
+    return provenance if fingerprint is None else {**provenance, "input": fingerprint}
+
+
 def provenance_comment(provenance: dict[str, Any]) -> str:
     return TAG + json.dumps(provenance, sort_keys=True)
 
@@ -52,7 +92,8 @@ def provenance_comment(provenance: dict[str, Any]) -> str:
 def read_provenance(path: str | Path) -> dict[str, Any] | None:
     """The record in an output's comment tag; None when it has none or it is not ours."""
     try:
-        with sf.SoundFile(str(path)) as handle:
+        # Opened by handle: libsndfile cannot open a name that is not valid UTF-8.
+        with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
             comment = handle.comment or ""
     except Exception:  # noqa: BLE001 - libsndfile raises several types for bad files
         return None
@@ -76,15 +117,22 @@ class ExistingOutput:
 
 def inspect_output(input_path: Path, output_path: Path,
                    provenance: dict[str, Any]) -> ExistingOutput:
-    """Decide whether ``output_path`` is the finished restoration of ``input_path``."""
+    """Decide whether ``output_path`` is the finished restoration of ``input_path``
+    (the module's docstring says when each state is chosen)."""
     if not output_path.exists():
         return ExistingOutput("missing")
     if output_path.stat().st_size == 0:
         return ExistingOutput("redo", "an empty file was at the output name")
+    made = read_provenance(output_path)
+    if made is None:
+        return _not_ours(output_path)
     try:
         info = audio_info(output_path)
     except AudioError:
-        return ExistingOutput("redo", "the file at the output name is not readable audio")
+        return ExistingOutput("redo", "the earlier output at this name is not readable audio")
+    changed = _input_changed(input_path, made.get("input"))
+    if changed:
+        return ExistingOutput("redo", f"input changed since its output was made ({changed})")
     try:
         source = audio_info(input_path)
     except AudioError:
@@ -92,19 +140,46 @@ def inspect_output(input_path: Path, output_path: Path,
     expected = output_length(source.frames, source.samplerate, OUTPUT_RATE)
     if (info.samplerate, info.channels, info.frames) != (OUTPUT_RATE, source.channels, expected):
         return ExistingOutput(
-            "redo", f"the file at the output name holds {info.frames} frames x "
+            "redo", f"the earlier output at this name holds {info.frames} frames x "
             f"{info.channels} channels at {info.samplerate} Hz, not {expected} x "
             f"{source.channels} at {OUTPUT_RATE} Hz")
-    made = read_provenance(output_path)
-    if made is None:
-        return ExistingOutput("other", "the existing output has no hireslm record of what made "
-                              "it (made elsewhere, or by an older hireslm); kept: --force "
-                              "redoes it")
     differences = _differences(made, provenance)
     if differences:
         return ExistingOutput("other", f"the existing output was made with {differences}; "
                               "kept: --force redoes it")
     return ExistingOutput("done")
+
+
+def _not_ours(output_path: Path) -> ExistingOutput:
+    """A non-empty file without hireslm's record: kept, whatever its shape."""
+    try:
+        audio_info(output_path)
+    except AudioError:
+        return ExistingOutput("other", "a file that is not readable audio and has no hireslm "
+                              "record is at the output name; kept: move it away, or --force "
+                              "replaces it")
+    return ExistingOutput("other", "the file at the output name has no hireslm record of what "
+                          "made it (made elsewhere, or by an older hireslm); kept: --force "
+                          "redoes it")
+
+
+def _input_changed(input_path: Path, recorded: Any) -> str:
+    """What differs between the input now and the fingerprint its output recorded; "" when
+    nothing does, or when the output records none (made by an older hireslm)."""
+    if not isinstance(recorded, dict):
+        return ""
+    try:
+        now = input_fingerprint(input_path)
+    except OSError:
+        return ""  # the restore itself reports an input it cannot read
+    found = []
+    if recorded.get("size") != now["size"]:
+        found.append(f"size {recorded.get('size')} -> {now['size']} bytes")
+    if recorded.get("mtime_ns") != now["mtime_ns"]:
+        found.append("modification time differs")
+    if recorded.get("sha256") != now["sha256"] and recorded.get("size") == now["size"]:
+        found.append("contents differ")
+    return ", ".join(found)
 
 
 def _differences(made: dict[str, Any], wanted: dict[str, Any]) -> str:

@@ -68,6 +68,9 @@ class RunSettings:
         if self.bit_depth not in SUBTYPES:
             raise ValueError(f"bit_depth must be one of {sorted(SUBTYPES)}, got "
                              f"{self.bit_depth!r}")
+        if self.output_format == "flac" and self.bit_depth == "float":
+            raise ValueError("FLAC holds integer samples only: choose bit depth 16 or 24 "
+                             "for FLAC, or WAV for 32-bit float")
 
     @property
     def release_dir(self) -> Path:
@@ -129,8 +132,8 @@ def run(inputs: Sequence[str | Path], output: str | Path,
 
     Raises:
         RunError: nothing can be restored: an input is missing, the output folder is unusable
-            or held by another run, the release is missing or broken, the options do not fit
-            the release.
+            or held by another run, the release is missing or broken, the device is unknown
+            or absent (or fp16 asked of the CPU), the options do not fit the release.
     """
     from hireslm.jobs.lock import OutputFolderLockedError
 
@@ -139,17 +142,38 @@ def run(inputs: Sequence[str | Path], output: str | Path,
     if not release.is_dir():
         raise RunError(missing_release_message() if settings.release is None
                        else f"{release}: no such release folder")
+    device = _check_device(settings, options)
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
         with OutputFolderLock(output, rank) as lock:
-            return _restore(found, Path(output), options, settings, lock, world_size)
+            return _restore(found, Path(output), options, settings, lock, world_size, device)
     except OutputFolderLockedError as exc:
         raise RunError(str(exc)) from exc
 
 
+def _check_device(settings: RunSettings, options: RestoreOptions) -> str | None:
+    """The device this run's generative stages will use, checked before anything loads;
+    ``RunError`` for a device this process does not have, and for fp16 on the CPU (its fp16
+    arithmetic is slow and not what the option is for). None (no device asked for, and no
+    fp16): this process's GPU if any, else the CPU, found when the stages load; asking torch
+    now would load it for runs that need none of it."""
+    if settings.device is None and options.precision != "fp16":
+        return None
+    from hireslm.release import check_device  # torch: a device or fp16 was asked for
+
+    device = settings.device or _default_device()
+    try:
+        kind = check_device(device).type
+    except ValueError as exc:
+        raise RunError(str(exc)) from exc
+    if options.precision == "fp16" and kind == "cpu":
+        raise RunError("precision fp16 is for GPUs; on the CPU use fp32 (the default) or bf16")
+    return device
+
+
 def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSettings,
-             lock: OutputFolderLock, world_size: int) -> RunSummary:
+             lock: OutputFolderLock, world_size: int, device: str | None) -> RunSummary:
     """Restore this process's share of ``found``; merge the report on process 0."""
     # The signal level loads only now, and its generative stages (torch) on the first file
     # that needs a band generated: planning, and files that need only recovery, need neither.
@@ -157,10 +181,9 @@ def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSe
     from hireslm.release import ReleaseError, release_hash
 
     rank = lock.rank
-    device = settings.device or "auto"
     try:
-        pipeline = RestorationPipeline.from_pretrained(settings.release_dir,
-                                                       device=settings.device, lazy=True)
+        pipeline = RestorationPipeline.from_pretrained(settings.release_dir, device=device,
+                                                       lazy=True)
         options = pipeline.resolve(options)
     except (ReleaseError, ValueError) as exc:
         raise RunError(str(exc)) from exc
@@ -169,7 +192,8 @@ def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSe
     mine = shard_jobs(found.jobs, rank, world_size)
     report = ReportWriter(output / (REPORT_NAME if world_size == 1 else part_name(rank)))
     logger.info("process %d/%d: %d of %d files, checkpoint %s, device %s",
-                rank, world_size, len(mine), len(found.jobs), settings.release_dir, device)
+                rank, world_size, len(mine), len(found.jobs), settings.release_dir,
+                device or "auto (a GPU if any, else the CPU)")
     counts = report_unplanned(found.unplanned, report, rank) if rank == 0 else Counter()
     existing = existing_outputs(mine, provenance, settings.force)
     todo = [job for job in mine if existing[job].state in ("missing", "redo")]
@@ -221,3 +245,12 @@ def _total_seconds(jobs: Sequence[Job]) -> float:
         except AudioError:
             pass  # reported when its turn comes
     return total
+
+
+def _default_device() -> str:
+    """This process's GPU (``LOCAL_RANK`` under a launcher) if there is one, else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

@@ -15,9 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hireslm.audio.errors import AudioError
+from hireslm.audio.io import audio_info
 from hireslm.jobs.jsonl_report import ReportWriter
 from hireslm.jobs.plan import Job, Unplanned
-from hireslm.jobs.provenance import ExistingOutput, inspect_output, provenance_comment
+from hireslm.jobs.provenance import (
+    ExistingOutput,
+    input_fingerprint,
+    inspect_output,
+    provenance_comment,
+    with_input,
+)
 from hireslm.jobs.restore_one import restore_file
 from hireslm.options import RestoreOptions
 
@@ -25,6 +32,11 @@ if TYPE_CHECKING:  # the signal level brings torch; a job imports it only to res
     from hireslm.pipeline import RestorationPipeline
 
 logger = logging.getLogger(__name__)
+
+# Above this many channels a file is said to be slow before its turn starts: every channel is
+# a row of the models' batches, so time grows with the count (256 channels of 0.5 s take
+# minutes on a CPU).
+MANY_CHANNELS = 16
 
 
 def existing_outputs(jobs: Sequence[Job], provenance: dict[str, Any],
@@ -91,13 +103,35 @@ def run_jobs(
         # (the output folder's lock keeps other runs out).
         for stale in job.output.parent.glob(f".{job.output.name}.*.part"):
             stale.unlink(missing_ok=True)
-        record.update(_restore_one(pipeline, job, options, subtype, provenance, on_progress))
+        early = _channel_warnings(job)
+        try:  # taken before it is read: a change while it is restored is seen next time
+            made = with_input(provenance, input_fingerprint(job.input))
+        except OSError:
+            made = provenance  # the restore reports why it cannot be read
+        record.update(_restore_one(pipeline, job, options, subtype, made, on_progress))
+        warnings = [*early, *record.get("warnings", [])]
         if found.state == "redo":
-            record.setdefault("warnings", []).append(f"replaced: {found.reason}")
+            warnings.append(f"replaced: {found.reason}")
+        if warnings or "warnings" in record:
+            record["warnings"] = warnings
         record["time"] = _now()  # when the file was finished
         report.write(record)
         counts[record["status"]] += 1
     return counts
+
+
+def _channel_warnings(job: Job) -> list[str]:
+    """A warning for a file of more than ``MANY_CHANNELS`` channels, logged before it starts."""
+    try:
+        channels = audio_info(job.input).channels
+    except AudioError:
+        return []  # the restore reports it
+    if channels <= MANY_CHANNELS:
+        return []
+    warning = (f"{channels} channels: every channel is restored, so this file takes about "
+               f"{channels} times as long as a mono file of its length")
+    logger.warning("%s: %s", job.input, warning)
+    return [warning]
 
 
 def _restore_one(pipeline: RestorationPipeline, job: Job, options: RestoreOptions,

@@ -171,10 +171,10 @@ def test_expected_errors_are_one_line(command, capsys, exc, code, words):
         cli.main(["--debug", "boom"])
 
 
-def test_interrupt_exits_130_quietly_and_bugs_keep_their_traceback(command, capsys):
+def test_interrupt_exits_130_with_one_line_and_bugs_keep_their_traceback(command, capsys):
     command.raises = KeyboardInterrupt()
     assert cli.main(["boom"]) == 130
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == "hireslm boom: interrupted\n"
     command.raises = RuntimeError("a bug")
     with pytest.raises(RuntimeError):
         cli.main(["boom"])

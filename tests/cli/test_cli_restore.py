@@ -144,6 +144,29 @@ def test_killed_batch_resumes_without_redoing_finished_files(release, tmp_path):
     assert sorted(Path(r["input"]).name for r in _report(out)) == [f"f{i}.wav" for i in range(6)]
 
 
+def test_ctrl_c_says_the_run_was_interrupted_and_a_rerun_resumes(release, tmp_path):
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    for i in range(4):
+        save_audio(archive / f"f{i}.wav", _speech(16000, 3.0, i % 5), 16000)
+    command = [sys.executable, "-m", "hireslm", "restore", str(archive), "-o", str(out),
+               "--checkpoint", str(release), *FAST]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("f*.wav")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert lines == ["hireslm restore: interrupted; run the same command again to resume "
+                     "(finished files are kept)"], stderr[-2000:]
+    assert main(["restore", str(archive), "-o", str(out), "--checkpoint", str(release),
+                 *FAST]) == 0
+    assert {p.name for p in out.glob("f*.wav")} == {f"f{i}.wav" for i in range(4)}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
