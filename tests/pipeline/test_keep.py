@@ -58,10 +58,12 @@ def test_full_band_clean_input_passes_untouched(pipeline, full_band):
 
 
 def test_band_limited_input_keeps_its_band_and_gains_the_missing_one(pipeline, band_limited):
-    out, treatment = _restored(pipeline, band_limited)
+    out, treatment = _restored(pipeline, band_limited, RestoreOptions(min_generated_hz=0.0))
     assert treatment.generate and not treatment.recover
     (cutoff,) = treatment.keep_below_hz
     assert 4000 < cutoff < 5500
+    # By default the band is generated from 8 kHz up: below, the input as it is.
+    assert _restored(pipeline, band_limited)[1].keep_below_hz == (8000.0,)
     assert out.shape == band_limited.shape
     # Below the crossfade the output is the input, to well under the input's own level.
     below = _band_db(out - band_limited, 50, cutoff * 2 ** -0.25)
@@ -95,7 +97,7 @@ def test_channels_keep_their_own_cutoff(pipeline, band_limited, full_band):
 
 def test_fusion_is_what_the_pipeline_applies(pipeline, band_limited):
     """The kept band comes through chunking and overlap-add unchanged (chunk borders too)."""
-    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2)
+    options = RestoreOptions(chunk_seconds=0.8, overlap_seconds=0.2, min_generated_hz=0.0)
     out = pipeline(band_limited, SR, options)
     cutoff = _restored(pipeline, band_limited, options)[1].keep_below_hz[0]
     spec = torch.stft(torch.from_numpy(out - band_limited), 2048, 480,
