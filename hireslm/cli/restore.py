@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="redo files whose output already exists, also those made by "
                         "another release or other settings")
+    parser.add_argument("--overrides", type=Path, default=SETTINGS.overrides,
+                        help="YAML mapping file patterns to options for those files, e.g. "
+                        "'tapes/a.wav: {denoise: never}' (docs/restoring.md)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-html", action="store_true",
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         settings = jobs.RunSettings(
             release=args.checkpoint, device=args.device, output_format=args.format,
             bit_depth=args.bit_depth, force=args.force, progress=not args.no_progress,
-            html=not args.no_html)
+            html=not args.no_html, overrides=args.overrides)
     except ValueError as exc:
         logger.error("%s", exc)
         return 2

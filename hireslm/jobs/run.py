@@ -21,10 +21,11 @@ from hireslm.audio.errors import AudioError
 from hireslm.audio.io import audio_info
 from hireslm.jobs.jsonl_report import REPORT_NAME, ReportWriter, merge_reports, part_name
 from hireslm.jobs.lock import OutputFolderLock
+from hireslm.jobs.overrides import Overrides
 from hireslm.jobs.page import write_html_report
 from hireslm.jobs.plan import Job, Plan, plan_jobs, shard_jobs
 from hireslm.jobs.provenance import make_provenance
-from hireslm.jobs.worklist import existing_outputs, report_unplanned, run_jobs
+from hireslm.jobs.worklist import JobSettings, existing_outputs, report_unplanned, run_jobs
 from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
 from hireslm.resources import default_release, missing_release_message
 
@@ -50,7 +51,8 @@ class RunSettings:
     ``release``: the release folder (None: the shipped one); ``device``: where the models run
     (None: this process's GPU if any, else the CPU); ``output_format`` and ``bit_depth``: the
     files written (``OUTPUT_FORMATS``, ``SUBTYPES``); ``force``: redo outputs that exist,
-    also those made otherwise; ``progress``: a progress bar; ``html``: the report page.
+    also those made otherwise; ``progress``: a progress bar; ``html``: the report page;
+    ``overrides``: a file of per-file options (``hireslm.jobs.overrides``).
     """
 
     release: Path | None = None
@@ -60,6 +62,7 @@ class RunSettings:
     force: bool = False
     progress: bool = True
     html: bool = True
+    overrides: Path | None = None
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -143,11 +146,16 @@ def run(inputs: Sequence[str | Path], output: str | Path,
         raise RunError(missing_release_message() if settings.release is None
                        else f"{release}: no such release folder")
     device = _check_device(settings, options)
+    try:
+        overrides = Overrides.load(settings.overrides) if settings.overrides else Overrides()
+    except (OSError, ValueError) as exc:
+        raise RunError(f"--overrides: {exc}") from exc
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
         with OutputFolderLock(output, rank) as lock:
-            return _restore(found, Path(output), options, settings, lock, world_size, device)
+            return _restore(found, Path(output), options, overrides, settings, lock,
+                            world_size, device)
     except OutputFolderLockedError as exc:
         raise RunError(str(exc)) from exc
 
@@ -172,8 +180,9 @@ def _check_device(settings: RunSettings, options: RestoreOptions) -> str | None:
     return device
 
 
-def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSettings,
-             lock: OutputFolderLock, world_size: int, device: str | None) -> RunSummary:
+def _restore(found: Plan, output: Path, options: RestoreOptions, overrides: Overrides,
+             settings: RunSettings, lock: OutputFolderLock, world_size: int,
+             device: str | None) -> RunSummary:
     """Restore this process's share of ``found``; merge the report on process 0."""
     # The signal level loads only now, and its generative stages (torch) on the first file
     # that needs a band generated: planning, and files that need only recovery, need neither.
@@ -188,19 +197,25 @@ def _restore(found: Plan, output: Path, options: RestoreOptions, settings: RunSe
     except (ReleaseError, ValueError) as exc:
         raise RunError(str(exc)) from exc
     subtype = SUBTYPES[settings.bit_depth]
-    provenance = make_provenance(release_hash(settings.release_dir), options, subtype=subtype)
+    release = release_hash(settings.release_dir)
     mine = shard_jobs(found.jobs, rank, world_size)
+    per_job = {}
+    for job in mine:
+        try:
+            chosen = pipeline.resolve(overrides.options_for(job.input, options))
+        except ValueError as exc:
+            raise RunError(f"{job.input}: {exc}") from exc
+        per_job[job] = JobSettings(chosen, make_provenance(release, chosen, subtype=subtype))
     report = ReportWriter(output / (REPORT_NAME if world_size == 1 else part_name(rank)))
     logger.info("process %d/%d: %d of %d files, checkpoint %s, device %s",
                 rank, world_size, len(mine), len(found.jobs), settings.release_dir,
                 device or "auto (a GPU if any, else the CPU)")
     counts = report_unplanned(found.unplanned, report, rank) if rank == 0 else Counter()
-    existing = existing_outputs(mine, provenance, settings.force)
+    existing = existing_outputs(mine, per_job, settings.force)
     todo = [job for job in mine if existing[job].state in ("missing", "redo")]
     with _ProgressBar(todo, rank, enabled=settings.progress and rank == 0) as on_progress:
-        counts += run_jobs(pipeline, mine, options, report, provenance=provenance,
-                           existing=existing, subtype=subtype, process_index=rank,
-                           on_progress=on_progress)
+        counts += run_jobs(pipeline, mine, report, settings=per_job, existing=existing,
+                           subtype=subtype, process_index=rank, on_progress=on_progress)
     if world_size > 1:
         lock.mark_done(rank, counts)
         if rank != 0:

@@ -11,7 +11,8 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hireslm.audio.errors import AudioError
@@ -39,12 +40,22 @@ logger = logging.getLogger(__name__)
 MANY_CHANNELS = 16
 
 
-def existing_outputs(jobs: Sequence[Job], provenance: dict[str, Any],
+@dataclass(frozen=True)
+class JobSettings:
+    """How one job is restored: its resolved ``options`` and the ``provenance`` its output
+    carries (the same for every file of a run but those ``--overrides`` changes)."""
+
+    options: RestoreOptions
+    provenance: dict[str, Any]
+
+
+def existing_outputs(jobs: Sequence[Job], settings: Mapping[Job, JobSettings],
                      force: bool) -> dict[Job, ExistingOutput]:
     """What is already at each job's output (``force``: treat all as missing)."""
     if force:
         return {job: ExistingOutput("missing") for job in jobs}
-    return {job: inspect_output(job.input, job.output, provenance) for job in jobs}
+    return {job: inspect_output(job.input, job.output, settings[job].provenance)
+            for job in jobs}
 
 
 def report_unplanned(unplanned: Sequence[Unplanned], report: ReportWriter,
@@ -64,10 +75,9 @@ def report_unplanned(unplanned: Sequence[Unplanned], report: ReportWriter,
 def run_jobs(
     pipeline: RestorationPipeline,
     jobs: Sequence[Job],
-    options: RestoreOptions,
     report: ReportWriter,
     *,
-    provenance: dict[str, Any],
+    settings: Mapping[Job, JobSettings],
     existing: dict[Job, ExistingOutput] | None = None,
     subtype: str = "PCM_24",
     process_index: int = 0,
@@ -81,10 +91,11 @@ def run_jobs(
     and other per-file errors are recorded in the report and the batch goes on; an interrupt
     stops it.
     """
-    existing = existing if existing is not None else existing_outputs(jobs, provenance, False)
+    existing = existing if existing is not None else existing_outputs(jobs, settings, False)
     counts: Counter = Counter()
     for job in jobs:
         found = existing[job]
+        options, provenance = settings[job].options, settings[job].provenance
         if found.state == "done":
             counts["skipped"] += 1
             continue
