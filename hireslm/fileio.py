@@ -3,21 +3,29 @@
 A temp file is created beside the target (same file system, so the rename is atomic), filled,
 given the permissions a plain ``open()`` would have (``0o666`` less the umask; ``mkstemp``
 makes it owner-only), and renamed over the target. On any error, or a kill before the rename,
-the target is untouched and the temp file (``.NAME.*.part``) is removed or left for cleanup.
+the target is untouched and the temp file is removed or left for cleanup.
+
+The temp file is ``.NAME.<8 hex>.part``; when that would pass the 255-byte limit on a name
+(a legal NAME of 241-255 bytes), ``.<sha256 of NAME, 32 hex>.<8 hex>.part``. ``part_glob``
+is the pattern of NAME's temp files and of no other name's, so a cleanup of NAME's leftovers
+never takes the live temp file of another (``a.wav`` against ``a.wav.flac.wav``).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 PART_SUFFIX = ".part"
+NAME_MAX = 255  # bytes in one file name, on every file system hireslm writes to
+_TOKEN_HEX = 8  # the random part of a temp name
 
 
 def _read_umask() -> int:
@@ -31,19 +39,45 @@ def _read_umask() -> int:
 FILE_MODE = 0o666 & ~_read_umask()
 
 
+def part_prefix(name: str) -> str:
+    """The start of ``name``'s temp file names: ``.NAME.``, or ``.<hash>.`` for a name too
+    long to take the ``.`` before it and the ``.<token>.part`` after it."""
+    if len(os.fsencode(name)) + 2 + _TOKEN_HEX + len(PART_SUFFIX) <= NAME_MAX:
+        return f".{name}."
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}."
+
+
+def part_glob(name: str) -> str:
+    """A ``glob`` pattern (for ``Path.glob`` in the target's folder) matching the temp files
+    of ``name`` and of no other name."""
+    return glob.escape(part_prefix(name)) + "[0-9a-f]" * _TOKEN_HEX + PART_SUFFIX
+
+
+def _create_temp(path: Path) -> Path:
+    """A new empty owner-only file beside ``path``, named by ``part_prefix``."""
+    prefix = part_prefix(path.name)
+    while True:
+        tmp = path.with_name(prefix + secrets.token_hex(_TOKEN_HEX // 2) + PART_SUFFIX)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write to; rename it onto ``path`` on a clean exit.
 
     The parent folder is created. Whatever raises inside the block deletes the temp file and
-    leaves ``path`` as it was.
+    leaves ``path`` as it was. The rename replaces whatever is at ``path``, a symbolic link
+    included: a link there is replaced, never followed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX,
-                                    dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temp(path)
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)

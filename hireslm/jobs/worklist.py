@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hireslm.audio.errors import AudioError
+from hireslm.fileio import part_glob
 from hireslm.jobs.jsonl_report import ReportWriter
 from hireslm.jobs.plan import Job, Unplanned
 from hireslm.jobs.provenance import ExistingOutput, inspect_output, provenance_comment
@@ -88,7 +89,7 @@ def run_jobs(
             continue
         # A killed run leaves its temp file; only this job ever writes one for this output
         # (the output folder's lock keeps other runs out).
-        for stale in job.output.parent.glob(f".{job.output.name}.*.part"):
+        for stale in job.output.parent.glob(part_glob(job.output.name)):
             stale.unlink(missing_ok=True)
         record.update(_restore_one(pipeline, job, options, subtype, provenance, on_progress))
         if found.state == "redo":
