@@ -8,7 +8,17 @@ run as an unprivileged user.
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +29,85 @@ from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
 from hireslm.fileio import part_prefix
 from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
+from hireslm.jobs.lock import LOCK_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return make_tiny_release(tmp_path_factory.mktemp("release"))
+def open_root() -> Path:
+    """A folder every user may enter (pytest's own are root's only), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="hireslm-out-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def release(open_root) -> Path:
+    return make_tiny_release(open_root / "release")
+
+
+@pytest.fixture
+def shared(open_root, request) -> Path:
+    """A fresh folder anyone may write to, for tests that run a process as another user."""
+    folder = open_root / request.node.name[:60]
+    folder.mkdir()
+    folder.chmod(0o777)
+    return folder
+
+
+def as_nobody(call: Callable[[], int], timeout_s: float = 60.0) -> tuple[int, str]:
+    """Run ``call`` in a forked child as the unprivileged user ``nobody``; its return value
+    (the exit status) and what it logged or printed. A child still running after
+    ``timeout_s`` is killed and the test fails.
+
+    The child is a real process of another user, sharing only what this one imported (the
+    interpreter's own files may be out of that user's reach, so it cannot start afresh). It
+    must not restore: OpenMP does not survive a fork, so a child that runs the models hangs.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("not root: every other test already runs as an unprivileged user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            stream = os.fdopen(write_end, "w", buffering=1)
+            sys.stdout = sys.stderr = stream
+            handler = logging.StreamHandler(stream)
+            logging.getLogger().addHandler(handler)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            code = int(call())
+        except BaseException:  # noqa: BLE001 - reported to the parent as output
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    os.close(write_end)
+    deadline, chunks = time.monotonic() + timeout_s, []
+    with os.fdopen(read_end, "rb", buffering=0) as stream:
+        while True:
+            ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail(f"the child did not finish in {timeout_s:.0f} s: "
+                            f"{b''.join(chunks).decode(errors='replace')[-2000:]}")
+            chunk = stream.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +142,76 @@ def test_names_of_up_to_255_bytes_are_restored_and_their_leftovers_cleaned(relea
     assert {records[name]["status"] for name in names} == {"ok"}
     assert all((out / name).is_file() for name in names)
     assert not list(out.glob(".*.part"))
+
+
+# -- the lock file ------------------------------------------------------------------------
+
+
+def _one_error_line(caplog) -> str:
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+def test_a_link_or_a_loop_at_the_lock_path_is_refused_and_never_followed(release, speech,
+                                                                        tmp_path, caplog):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(victim)
+    assert _restore(release, str(folder), "-o", str(out)) == 2
+    assert "is a symbolic link" in _one_error_line(caplog)
+    assert victim.read_text() == "keep me" and not (out / "x.wav").exists()
+    caplog.clear()
+    (out / LOCK_NAME).unlink()
+    (out / LOCK_NAME).symlink_to(out / LOCK_NAME)  # a loop: ELOOP however it is opened
+    assert _restore(release, str(folder), "-o", str(out)) == 2
+    assert "is a symbolic link" in _one_error_line(caplog)
+
+
+def test_a_lock_file_that_is_not_the_users_own_regular_file_is_refused(release, speech,
+                                                                      tmp_path, caplog):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    os.link(victim, out / LOCK_NAME)  # a hard link: truncating it would empty the victim
+    assert _restore(release, str(folder), "-o", str(out)) == 2
+    assert "hard links" in _one_error_line(caplog) and victim.read_text() == "keep me"
+    (out / LOCK_NAME).unlink()
+    (out / LOCK_NAME).mkdir()
+    caplog.clear()
+    assert _restore(release, str(folder), "-o", str(out)) == 2
+    assert "not a regular file" in _one_error_line(caplog)
+    (out / LOCK_NAME).rmdir()
+    if os.geteuid() == 0:  # only root can give a file away
+        (out / LOCK_NAME).write_text("{}")
+        os.chown(out / LOCK_NAME, 65534, 65534)
+        caplog.clear()
+        assert _restore(release, str(folder), "-o", str(out)) == 2
+        assert "belongs to another user" in _one_error_line(caplog)
+        assert (out / LOCK_NAME).read_text() == "{}"
+
+
+def test_as_an_unprivileged_user_the_lock_is_never_followed(release, speech, shared):
+    folder, out = shared / "in", shared / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    out.mkdir()
+    out.chmod(0o777)
+    victim = shared / "users_file.txt"
+    victim.write_text("keep me")
+    os.chown(victim, 65534, 65534)  # the user's own file: the link would reach it
+    (out / LOCK_NAME).symlink_to(victim)
+    arguments = ["restore", str(folder), "-o", str(out), "--checkpoint", str(release), *FAST]
+    code, output = as_nobody(lambda: main(arguments))
+    assert code == 2, output
+    assert "is a symbolic link" in output and "Traceback" not in output, output
+    assert victim.read_text() == "keep me"
+    (out / LOCK_NAME).unlink()
+    (out / LOCK_NAME).write_text("{}")
+    (out / LOCK_NAME).chmod(0o666)  # root's file, writable by all: still not the user's
+    code, output = as_nobody(lambda: main(arguments))
+    assert code == 2 and "belongs to another user (uid 0)" in output, output
