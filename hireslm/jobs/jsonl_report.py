@@ -4,6 +4,10 @@ Each record is appended, flushed and synced as soon as its file is done, so a ki
 what it did. A kill mid-write can leave a cut-off last line: readers skip it (with a
 warning), the next append starts on a fresh line, and the merge of per-process parts
 rewrites the report atomically without the cut-off line and without repeating a record.
+
+The report and its parts are opened without following links, and only as regular files
+(``hireslm.fileio.open_own_file``): a link planted at ``OUT/restore_report.jsonl`` is
+refused with one line, never appended to or read through.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hireslm.fileio import write_jsonl_atomic
+from hireslm.fileio import open_own_file, write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "restore_report.jsonl"
 PART_PATTERN = "restore_report.rank*.jsonl"
+WHAT = "the restore report"
 
 
 def part_name(rank: int) -> str:
@@ -28,15 +33,23 @@ def part_name(rank: int) -> str:
 
 
 class ReportWriter:
-    """Appends one UTF-8 JSON line per record, flushed and synced."""
+    """Appends one UTF-8 JSON line per record, flushed and synced.
+
+    Raises:
+        UnsafePathError: (a ``ValueError``) on creation or on a write, when the report's path
+            is a link or not a regular file; nothing is written.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(self.path):  # refused before any work, not at the first record
+            os.close(open_own_file(self.path, os.O_RDONLY, what=WHAT))
 
     def write(self, record: dict[str, Any]) -> None:
         line = _line(record)
-        with open(self.path, "a+b") as handle:
+        fd = open_own_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, what=WHAT)
+        with os.fdopen(fd, "a+b") as handle:
             if handle.tell() > 0:
                 handle.seek(-1, os.SEEK_END)
                 if handle.read(1) != b"\n":  # a killed writer's cut-off line: leave it alone
@@ -48,12 +61,18 @@ class ReportWriter:
 
 def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a report file; lines that are not whole JSON objects are skipped and
-    counted in a warning (a cut-off line from a killed run). A missing file has none."""
+    counted in a warning (a cut-off line from a killed run). A missing file has none.
+
+    Raises:
+        UnsafePathError: ``path`` is a link or not a regular file (it is not read through).
+    """
     path = Path(path)
-    if not path.is_file():
+    try:
+        fd = open_own_file(path, os.O_RDONLY, what=WHAT)
+    except FileNotFoundError:
         return []
     records, damaged = [], 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(fd, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if not line.strip():
                 continue
@@ -77,7 +96,8 @@ def merge_reports(out_dir: str | os.PathLike) -> Path:
 
     The main report is rewritten whole (its records, then each part's not already in it)
     before the parts are removed, so a kill at any point loses nothing and a rerun of the
-    merge adds nothing twice.
+    merge adds nothing twice. A report or part that is a link is refused (``UnsafePathError``)
+    and the parts are kept, for a rerun to merge once it is gone.
     """
     out_dir = Path(out_dir)
     main = out_dir / REPORT_NAME

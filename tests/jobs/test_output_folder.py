@@ -27,8 +27,14 @@ from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
-from hireslm.fileio import part_prefix
-from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
+from hireslm.fileio import UnsafePathError, part_prefix
+from hireslm.jobs.jsonl_report import (
+    REPORT_NAME,
+    ReportWriter,
+    merge_reports,
+    part_name,
+    read_report,
+)
 from hireslm.jobs.lock import LOCK_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
@@ -215,3 +221,46 @@ def test_as_an_unprivileged_user_the_lock_is_never_followed(release, speech, sha
     (out / LOCK_NAME).chmod(0o666)  # root's file, writable by all: still not the user's
     code, output = as_nobody(lambda: main(arguments))
     assert code == 2 and "belongs to another user (uid 0)" in output, output
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def test_a_link_at_the_report_path_is_refused_and_never_appended_to(release, speech,
+                                                                   tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    victim = tmp_path / "precious.jsonl"
+    victim.write_text("keep me\n")
+    out.mkdir()
+    (out / REPORT_NAME).symlink_to(victim)
+    assert _restore(release, str(folder), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link" in err and len(err.strip().splitlines()) == 1, err
+    assert victim.read_text() == "keep me\n" and not (out / "x.wav").exists()
+    # the merge of a multi-process run neither reads the link nor loses the parts
+    ReportWriter(out / part_name(1)).write({"input": "y", "status": "ok"})
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        merge_reports(out)
+    assert (out / part_name(1)).is_file() and victim.read_text() == "keep me\n"
+    with pytest.raises(UnsafePathError):
+        read_report(out / REPORT_NAME)
+
+
+def test_as_an_unprivileged_user_the_report_is_never_followed(shared):
+    victim = shared / "users_file.jsonl"
+    victim.write_text("keep me\n")
+    os.chown(victim, 65534, 65534)
+    (shared / REPORT_NAME).symlink_to(victim)
+
+    def append() -> int:
+        try:
+            ReportWriter(shared / REPORT_NAME).write({"input": "x", "status": "ok"})
+        except UnsafePathError as exc:
+            print(exc)
+            return 2
+        return 0
+
+    code, output = as_nobody(append)
+    assert code == 2 and "is a symbolic link" in output, output
+    assert victim.read_text() == "keep me\n"
