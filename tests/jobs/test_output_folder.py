@@ -264,3 +264,22 @@ def test_as_an_unprivileged_user_the_report_is_never_followed(shared):
     code, output = as_nobody(append)
     assert code == 2 and "is a symbolic link" in output, output
     assert victim.read_text() == "keep me\n"
+
+
+# -- links from the inputs ----------------------------------------------------------------
+
+
+def test_links_from_the_inputs_into_the_output_folder_are_skipped(release, speech, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    (folder / "previous").symlink_to(out, target_is_directory=True)
+    (folder / "again.wav").symlink_to(out / "x.wav")
+    for _ in range(2):  # outputs never become inputs, however often it is rerun
+        assert _restore(release, str(folder), "-o", str(out)) == 0
+        audio = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
+        assert audio == ["x.wav"], audio
+        records = _by_name(out)
+        for name in ("previous", "again.wav"):
+            assert records[name]["status"] == "skipped", records[name]
+            assert "leads into the output folder" in records[name]["reason"]
