@@ -5,6 +5,10 @@ what it did. A kill mid-write can leave a cut-off last line: readers skip it (wi
 warning), the next append starts on a fresh line, and the merge of per-process parts
 rewrites the report atomically without the cut-off line and without repeating a record.
 
+Every path is kept, whatever its bytes: a name that is not valid UTF-8 (``caf\\xe9.wav``
+from a Latin-1 archive) is written as text with each such byte as ``\\xNN``, and
+``input_bytes``/``output_bytes`` (hex) hold the exact path (``record_path`` reads it back).
+
 The report and its parts are opened without following links, and only as regular files
 (``hireslm.fileio.open_own_file``): a link planted at ``OUT/restore_report.jsonl`` is
 refused with one line, never appended to or read through.
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = "restore_report.jsonl"
 PART_PATTERN = "restore_report.rank*.jsonl"
 WHAT = "the restore report"
+PATH_FIELDS = ("input", "output")  # each gets a ``<field>_bytes`` twin when not UTF-8
 
 
 def part_name(rank: int) -> str:
@@ -114,5 +119,53 @@ def merge_reports(out_dir: str | os.PathLike) -> Path:
     return main
 
 
+def escape_text(text: str) -> str:
+    """``text`` with each byte that is not UTF-8 (held as a surrogate, as ``os.fsdecode``
+    gives it) written ``\\xNN``: text that any UTF-8 reader takes; ``text`` when it has none."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no byte decoded to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def record_path(record: dict[str, Any], field: str = "input") -> str | None:
+    """The exact path in ``record[field]`` (``os.fsdecode`` of its ``<field>_bytes`` where
+    the name is not UTF-8); None when the record has none or it is not text."""
+    exact = record.get(f"{field}_bytes")
+    if isinstance(exact, str):
+        try:
+            return os.fsdecode(bytes.fromhex(exact))
+        except ValueError:
+            pass
+    value = record.get(field)
+    return value if isinstance(value, str) else None
+
+
+def storable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as the report keeps it: every text UTF-8 (``escape_text``), and the exact
+    bytes of a path field that had to be escaped in ``<field>_bytes``."""
+    clean = _escaped(record)
+    for field in PATH_FIELDS:
+        value = record.get(field)
+        if isinstance(value, str) and clean[field] != value:
+            clean[f"{field}_bytes"] = os.fsencode(value).hex()
+    return clean
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_text(str(k)): _escaped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escaped(v) for v in value]
+    return value
+
+
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(storable(record), sort_keys=True, ensure_ascii=False) + "\n"

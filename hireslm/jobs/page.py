@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hireslm.fileio import write_text_atomic
-from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
+from hireslm.jobs.jsonl_report import REPORT_NAME, escape_text, read_report, record_path
 from hireslm.jobs.thumbnails import HEIGHT, WIDTH, ensure_thumbnail
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def build_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -
     assets.mkdir(parents=True, exist_ok=True)
     pictures: list[tuple[str | None, str | None]] = []
     for record in rows[:max_rows]:
-        pictures.append((_thumb(record.get("input"), assets),
-                         _thumb(record.get("output"), assets)))
+        pictures.append((_thumb(record_path(record, "input"), assets),
+                         _thumb(record_path(record, "output"), assets)))
     page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"))
     path = write_text_atomic(out_dir / PAGE_NAME, page)
     _prune(assets, {name for pair in pictures for name in pair if name})
@@ -70,7 +70,7 @@ def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     state), in the order inputs first appear."""
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
-        latest[str(record.get("input"))] = record
+        latest[str(record_path(record) or record.get("input"))] = record
     return list(latest.values())
 
 
@@ -95,7 +95,9 @@ def href(path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     for base in dict.fromkeys([os.path.abspath(out_dir), os.path.realpath(out_dir)]):
         for anchor in (base, os.path.dirname(base)):
             if _is_under(target, anchor):
-                return quote(os.path.relpath(target, base).replace(os.sep, "/"), safe="/")
+                # A name that is not UTF-8 keeps its bytes: %E9 for a Latin-1 "é".
+                return quote(os.path.relpath(target, base).replace(os.sep, "/"), safe="/",
+                             errors="surrogateescape")
     return Path(target).as_uri()
 
 
@@ -104,7 +106,7 @@ def render_page(rows: Sequence[dict[str, Any]], pictures: Sequence[tuple[str | N
     """The whole page: summary, the detailed table (``len(pictures)`` rows, with thumbnails
     named by ``pictures``), then the plain table of the remaining rows."""
     out_dir = Path(out_dir)
-    names = display_names([str(r.get("input", "")) for r in rows])
+    names = display_names([record_path(r) or str(r.get("input", "")) for r in rows])
     detailed = "".join(
         _detailed_row(record, names[i], pictures[i], out_dir) for i, record in
         enumerate(rows[:len(pictures)]))
@@ -168,15 +170,15 @@ def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None,
         _num_cell(snr, "{:.0f}"),
         f"<td class=\"found\">{_found(channels)}</td>",
         f"<td class=\"done\">{_done(record)}</td>",
-        _media_cell(record.get("input"), pictures[0], out_dir, "input"),
-        _media_cell(record.get("output"), pictures[1], out_dir, "output"),
+        _media_cell(record_path(record, "input"), pictures[0], out_dir, "input"),
+        _media_cell(record_path(record, "output"), pictures[1], out_dir, "output"),
         _num_cell(None if rtf is None else 1 / rtf if rtf > 0 else None, "{:.1f}"),
     ]
     return f"<tr class=\"{_e(kind)}\">{''.join(cells)}</tr>"
 
 
 def _plain_row(record: dict[str, Any], name: str, out_dir: Path) -> str:
-    output = record.get("output")
+    output = record_path(record, "output")
     link = (f"<a href=\"{_e(href(output, out_dir))}\">{_e(Path(output).name)}</a>"
             if output else "")
     outcome = record.get("error") or record.get("reason") or "; ".join(
@@ -323,7 +325,8 @@ def _is_under(path: str, folder: str) -> bool:
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """HTML text of ``value``; bytes of a name that are not UTF-8 shown as ``\\xNN``."""
+    return html.escape("" if value is None else escape_text(str(value)), quote=True)
 
 
 CSS = """

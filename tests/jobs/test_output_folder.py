@@ -8,6 +8,7 @@ run as an unprivileged user.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pwd
@@ -36,6 +37,7 @@ from hireslm.jobs.jsonl_report import (
     read_report,
 )
 from hireslm.jobs.lock import LOCK_NAME
+from hireslm.jobs.page import PAGE_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
@@ -283,3 +285,54 @@ def test_links_from_the_inputs_into_the_output_folder_are_skipped(release, speec
         for name in ("previous", "again.wav"):
             assert records[name]["status"] == "skipped", records[name]
             assert "leads into the output folder" in records[name]["reason"]
+
+
+# -- names that are not UTF-8 -------------------------------------------------------------
+
+LATIN1 = b"caf\xe9.wav"  # "café.wav" from a Latin-1 archive: not valid UTF-8
+
+
+def _exact(record: dict, field: str = "input") -> str:
+    return os.fsdecode(bytes.fromhex(record[f"{field}_bytes"]))
+
+
+def test_names_that_are_not_utf8_are_reported_losslessly_and_the_run_goes_on(
+        release, speech, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "good.wav", speech, 16000)
+    save_audio(folder / "tmp.wav", speech, 16000)
+    os.rename(folder / "tmp.wav", os.path.join(os.fsencode(folder), LATIN1))
+    assert _restore(release, str(folder), "-o", str(out)) in (0, 1)
+    (out / REPORT_NAME).read_bytes().decode("utf-8")  # strict: the report is UTF-8
+    records = {r["input"]: r for r in read_report(out / REPORT_NAME)}
+    assert records[str(folder / "good.wav")]["status"] == "ok"
+    latin = records[f"{folder}/caf\\xe9.wav"]  # shown escaped, and exact in input_bytes
+    assert _exact(latin) == os.fsdecode(os.path.join(os.fsencode(folder), LATIN1))
+    json.dumps(list(records.values()), ensure_ascii=False).encode("utf-8")  # no surrogates
+    page = (out / PAGE_NAME).read_text(encoding="utf-8")
+    assert "caf\\xe9.wav" in page and page.count("<tr class=") == 2
+
+
+def test_an_output_folder_whose_name_is_not_utf8_gets_its_report_and_page(release, speech,
+                                                                         tmp_path):
+    folder = tmp_path / "in"
+    save_audio(folder / "good.wav", speech, 16000)
+    out = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"restored-\xe9"))
+    assert _restore(release, str(folder), "-o", out) in (0, 1)
+    [record] = read_report(Path(out) / REPORT_NAME)
+    assert record["input"] == str(folder / "good.wav")
+    assert (Path(out) / PAGE_NAME).is_file()
+    assert "restored-\\xe9" in (Path(out) / PAGE_NAME).read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(strict=True, reason="hireslm/audio/io.py hands soundfile str paths, which "
+                   "it encodes as strict UTF-8: a name that is not UTF-8 cannot be read or "
+                   "written (soundfile takes os.fsencode(path))")
+def test_files_whose_names_are_not_utf8_are_restored(release, speech, tmp_path):
+    folder = tmp_path / "in"
+    save_audio(folder / "tmp.wav", speech, 16000)
+    os.rename(folder / "tmp.wav", os.path.join(os.fsencode(folder), LATIN1))
+    out = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"restored-\xe9"))
+    assert _restore(release, str(folder), "-o", out) == 0
+    [record] = read_report(Path(out) / REPORT_NAME)
+    assert record["status"] == "ok" and os.path.isfile(_exact(record, "output"))
