@@ -5,7 +5,8 @@ written atomically. One static file, no server, nothing fetched at view time: it
 disk and keeps working when the output folder is moved (links into it are relative). Per
 file: status, what the analysis found, what was kept, recovered and generated, spectrogram
 thumbnails of the input and the output (``OUTDIR/.report/``, made once per file version,
-``hireslm.jobs.thumbnails``) and a player for each; failures first; sortable columns.
+``hireslm.jobs.thumbnails``; a ``.report`` that is not hireslm's own is not used, and the
+page says so) and a player for each; failures first; sortable columns.
 The first ``MAX_ROWS`` files get pictures and players, the rest a plain table, so the page
 stays light for archives of 10^4 files.
 """
@@ -24,7 +25,16 @@ from urllib.parse import quote
 
 from hireslm.fileio import write_text_atomic
 from hireslm.jobs.jsonl_report import REPORT_NAME, escape_text, read_report, record_path
-from hireslm.jobs.thumbnails import HEIGHT, WIDTH, ensure_thumbnail
+from hireslm.jobs.thumbnails import (
+    HEIGHT,
+    WIDTH,
+    claim_folder,
+    ensure_thumbnail,
+    prune,
+    read_manifest,
+    thumbnail_name,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,19 +58,31 @@ def build_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -
     """Write ``out_dir/restore_report.html`` from ``out_dir/restore_report.jsonl``.
 
     Thumbnails are made for the first ``max_rows`` files (in page order) and reused when the
-    file has not changed; thumbnails no longer shown are removed. Returns the page's path.
+    file has not changed; thumbnails no longer shown are removed (only those the manifest
+    names: ``hireslm.jobs.thumbnails``). When ``OUTDIR/.report`` is not hireslm's own, the
+    page has no pictures and says why (so does the log). Returns the page's path.
     """
     out_dir = Path(out_dir)
     rows = sorted(latest_records(read_report(out_dir / REPORT_NAME)), key=row_key)
     assets = out_dir / ASSETS_DIR
-    assets.mkdir(parents=True, exist_ok=True)
-    pictures: list[tuple[str | None, str | None]] = []
-    for record in rows[:max_rows]:
-        pictures.append((_thumb(record_path(record, "input"), assets),
-                         _thumb(record_path(record, "output"), assets)))
-    page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refused = claim_folder(assets)
+    pictures: list[tuple[str | None, str | None]] = [(None, None)] * min(len(rows), max_rows)
+    if refused is not None:
+        refused = f"{assets} {refused}: the page shows no pictures (remove it to get them)"
+        logger.warning("%s", refused)
+    else:
+        shown = [(record_path(r, "input"), record_path(r, "output")) for r in rows[:max_rows]]
+        # Entered before they are made: a kill while making them leaves none unrecorded.
+        write_manifest(assets, (read_manifest(assets) or set()) | {
+            name for pair in shown for path in pair if path and (name := thumbnail_name(path))})
+        pictures = [(_thumb(source, assets), _thumb(output, assets))
+                    for source, output in shown]
+    page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+                       no_pictures=refused)
     path = write_text_atomic(out_dir / PAGE_NAME, page)
-    _prune(assets, {name for pair in pictures for name in pair if name})
+    if refused is None:
+        prune(assets, {name for pair in pictures for name in pair if name})
     logger.info("report page %s", path)
     return path
 
@@ -102,20 +124,23 @@ def href(path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
 
 
 def render_page(rows: Sequence[dict[str, Any]], pictures: Sequence[tuple[str | None,
-                str | None]], out_dir: str | os.PathLike, *, generated: str) -> str:
+                str | None]], out_dir: str | os.PathLike, *, generated: str,
+                no_pictures: str | None = None) -> str:
     """The whole page: summary, the detailed table (``len(pictures)`` rows, with thumbnails
-    named by ``pictures``), then the plain table of the remaining rows."""
+    named by ``pictures``), then the plain table of the remaining rows. ``no_pictures``: why
+    the page has none (said under the summary)."""
     out_dir = Path(out_dir)
     names = display_names([record_path(r) or str(r.get("input", "")) for r in rows])
     detailed = "".join(
-        _detailed_row(record, names[i], pictures[i], out_dir) for i, record in
-        enumerate(rows[:len(pictures)]))
+        _detailed_row(record, names[i], pictures[i], out_dir, off=no_pictures is not None)
+        for i, record in enumerate(rows[:len(pictures)]))
     plain = "".join(_plain_row(record, names[i], out_dir)
                     for i, record in enumerate(rows) if i >= len(pictures))
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{_e(out_dir.name)}: restore report</title><style>{CSS}</style></head><body>",
         _summary(rows, out_dir, generated),
+        f"<p class=\"warning\" id=\"no-pictures\">{_e(no_pictures)}</p>" if no_pictures else "",
         "<table id=\"files\" class=\"sortable\"><thead><tr>",
         "".join(_th(*column) for column in DETAILED_COLUMNS),
         f"</tr></thead><tbody>{detailed}</tbody></table>",
@@ -153,7 +178,7 @@ PLAIN_COLUMNS = [("status", "Status"), ("text", "File"), ("num", "Length (s)"),
 
 
 def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None, str | None],
-                  out_dir: Path) -> str:
+                  out_dir: Path, *, off: bool = False) -> str:
     kind = row_kind(record)
     channels = record.get("analysis") or []
     bands = [c.get("bandwidth_hz") for c in channels
@@ -170,8 +195,8 @@ def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None,
         _num_cell(snr, "{:.0f}"),
         f"<td class=\"found\">{_found(channels)}</td>",
         f"<td class=\"done\">{_done(record)}</td>",
-        _media_cell(record_path(record, "input"), pictures[0], out_dir, "input"),
-        _media_cell(record_path(record, "output"), pictures[1], out_dir, "output"),
+        _media_cell(record_path(record, "input"), pictures[0], out_dir, "input", off),
+        _media_cell(record_path(record, "output"), pictures[1], out_dir, "output", off),
         _num_cell(None if rtf is None else 1 / rtf if rtf > 0 else None, "{:.1f}"),
     ]
     return f"<tr class=\"{_e(kind)}\">{''.join(cells)}</tr>"
@@ -263,12 +288,14 @@ def _done(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _media_cell(path: str | None, picture: str | None, out_dir: Path, what: str) -> str:
+def _media_cell(path: str | None, picture: str | None, out_dir: Path, what: str,
+                off: bool = False) -> str:
     if not path:
         return "<td class=\"media\"></td>"
     link = _e(href(path, out_dir))
     img = (f"<img src=\"{ASSETS_DIR}/{_e(picture)}\" loading=\"lazy\" width=\"{WIDTH}\" "
            f"height=\"{HEIGHT}\" alt=\"spectrogram of the {what}\">" if picture
+           else "<div class=\"nopic\">no pictures: see the note above</div>" if off
            else f"<div class=\"nopic\">no picture: the {what} could not be read</div>")
     return (f"<td class=\"media {what}\">{img}<audio controls preload=\"none\" src=\"{link}\">"
             f"</audio></td>")
@@ -302,13 +329,6 @@ def _thumb(path: str | None, assets: Path) -> str | None:
         return None
     made = ensure_thumbnail(path, assets)
     return made.name if made is not None else None
-
-
-def _prune(assets: Path, keep: set[str]) -> None:
-    """Remove thumbnails no row shows any more (replaced files, capped rows)."""
-    for path in assets.iterdir():
-        if path.name not in keep and (path.suffix == ".png" or path.name.endswith(".part")):
-            path.unlink(missing_ok=True)
 
 
 def _duration(seconds: float) -> str:

@@ -5,22 +5,32 @@ A thumbnail shows at most the first ``THUMB_SECONDS`` of a file, mixed to mono, 
 its restored output), 80 dB of range below the image's own peak. A tiny indexed-PNG encoder
 (zlib, numpy) writes it, so restoring needs no plotting library; it is named by a hash of the
 file's path, size and modification time: a rerun reuses it, a replaced file gets a new one.
+
+The folder they go to (``OUT/.report``) is hireslm's own or it is not used: made by it, with
+a manifest (``hireslm-thumbnails.json``) of every thumbnail written there, or refused
+(``claim_folder``) when it is a link, not a folder, another user's, or holds files hireslm
+did not write. Only thumbnails named in the manifest (and their temp files) are ever
+deleted (``prune``), never through a link.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
+import stat
 import struct
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from hireslm.audio import audio_info, iter_audio_blocks
 from hireslm.audio.io import check_sample_rate
-from hireslm.fileio import atomic_path
+from hireslm.fileio import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +40,10 @@ TOP_HZ = 24000.0
 RANGE_DB = 80.0
 LEVELS = 32  # colours: few enough to keep a thumbnail near 5 KB
 # A dark-to-bright colour ramp (close to matplotlib's "magma"): silence reads as black.
+MANIFEST_NAME = "hireslm-thumbnails.json"
+# The names hireslm gives thumbnails, and their temp files (hireslm.fileio.atomic_path).
+THUMB_NAME = re.compile(r"[0-9a-f]{24}\.png")
+THUMB_PART = re.compile(r"\.([0-9a-f]{24}\.png)\.[0-9a-f]{8}\.part")
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
                   [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float64)
 
@@ -53,7 +67,7 @@ def ensure_thumbnail(path: str | os.PathLike, folder: str | os.PathLike) -> Path
     if name is None:
         return None
     target = Path(folder) / name
-    if target.is_file():
+    if _is_regular(target):
         return target
     try:
         wave, rate = read_head(path, THUMB_SECONDS)
@@ -63,6 +77,93 @@ def ensure_thumbnail(path: str | os.PathLike, folder: str | os.PathLike) -> Path
     with atomic_path(target) as tmp:
         tmp.write_bytes(encode_png(quantize(spectrogram_image(wave, rate)), palette()))
     return target
+
+
+def claim_folder(folder: str | os.PathLike) -> str | None:
+    """Make ``folder`` hireslm's thumbnail folder, or say why it cannot be: None when it is
+    (made now, or made by hireslm before), else the reason, one line.
+
+    A folder holding only thumbnail-named files and no manifest (made by an earlier hireslm)
+    is taken over: its files are entered in a new manifest.
+    """
+    folder = Path(folder)
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return claim_folder(folder)  # made meanwhile: look again
+        write_manifest(folder, ())
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link; hireslm writes and deletes nothing through one"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    manifest = folder / MANIFEST_NAME
+    if os.path.lexists(manifest):
+        return None if read_manifest(folder) is not None else (
+            f"its {MANIFEST_NAME} is not hireslm's manifest (not a file of thumbnail names)")
+    entries = os.listdir(folder)
+    foreign = [name for name in entries
+               if not (THUMB_NAME.fullmatch(name) or THUMB_PART.fullmatch(name))]
+    if foreign:
+        return (f"holds files hireslm did not write ({foreign[0]!r}"
+                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''})")
+    write_manifest(folder, [name for name in entries if THUMB_NAME.fullmatch(name)])
+    return None
+
+
+def read_manifest(folder: str | os.PathLike) -> set[str] | None:
+    """The thumbnail names in ``folder``'s manifest; None when it is absent, a link, not
+    hireslm's, or damaged."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            found = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    names = found.get("thumbnails") if isinstance(found, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return {name for name in names if THUMB_NAME.fullmatch(name)}
+
+
+def write_manifest(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Record ``names`` as the thumbnails hireslm wrote (or is about to write) in ``folder``."""
+    write_json_atomic(Path(folder) / MANIFEST_NAME,
+                      {"written_by": "hireslm restore (its report page's thumbnails)",
+                       "thumbnails": sorted(set(names))})
+
+
+def prune(folder: str | os.PathLike, keep: set[str]) -> None:
+    """Delete the thumbnails of the manifest not in ``keep``, and temp files a killed run
+    left of the manifest's thumbnails; the manifest then names what is left of ``keep``.
+    Nothing else in ``folder`` is touched, and a link is never followed."""
+    folder = Path(folder)
+    listed = read_manifest(folder) or set()
+    for name in os.listdir(folder):
+        part = THUMB_PART.fullmatch(name)
+        owned = name in listed and name not in keep
+        if (owned or (part and part.group(1) in listed | keep)) and _is_regular(folder / name):
+            (folder / name).unlink(missing_ok=True)
+    write_manifest(folder, {name for name in keep if _is_regular(folder / name)})
+
+
+def _is_regular(path: Path) -> bool:
+    """A regular file, not a link to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def read_head(path: str | os.PathLike, seconds: float) -> tuple[np.ndarray, int]:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import select
 import shutil
 import signal
@@ -37,7 +38,8 @@ from hireslm.jobs.jsonl_report import (
     read_report,
 )
 from hireslm.jobs.lock import LOCK_NAME
-from hireslm.jobs.page import PAGE_NAME
+from hireslm.jobs.page import ASSETS_DIR, PAGE_NAME, build_html_report
+from hireslm.jobs.thumbnails import MANIFEST_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
@@ -336,3 +338,89 @@ def test_files_whose_names_are_not_utf8_are_restored(release, speech, tmp_path):
     assert _restore(release, str(folder), "-o", out) == 0
     [record] = read_report(Path(out) / REPORT_NAME)
     assert record["status"] == "ok" and os.path.isfile(_exact(record, "output"))
+
+
+# -- the page's thumbnails folder ---------------------------------------------------------
+
+
+def _pictures(out: Path) -> list[str]:
+    page = (out / PAGE_NAME).read_text(encoding="utf-8")
+    return re.findall(r'<img src="([^"]+)"', page)
+
+
+@pytest.fixture
+def restored(release, speech, tmp_path) -> Path:
+    """An output folder of one restored file, its page without its thumbnails folder."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    assert len(_pictures(out)) == 2
+    shutil.rmtree(out / ASSETS_DIR)
+    return out
+
+
+def _users_pictures(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    pictures = {"holiday.png": b"\x89PNG mine", "0123456789abcdef01234567.png": b"also mine"}
+    for name, data in pictures.items():
+        (folder / name).write_bytes(data)
+    return pictures
+
+
+def test_a_link_at_the_thumbnails_folder_is_never_followed(restored, tmp_path, caplog):
+    elsewhere = tmp_path / "my pictures"
+    kept = _users_pictures(elsewhere)
+    (restored / ASSETS_DIR).symlink_to(elsewhere, target_is_directory=True)
+    with caplog.at_level(logging.WARNING):
+        build_html_report(restored)
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == kept  # nothing added
+    assert _pictures(restored) == [] and "is a symbolic link" in caplog.text
+    assert "no pictures" in (restored / PAGE_NAME).read_text(encoding="utf-8")
+
+
+def test_a_thumbnails_folder_hireslm_did_not_make_is_left_alone(restored, caplog):
+    kept = _users_pictures(restored / ASSETS_DIR)
+    with caplog.at_level(logging.WARNING):
+        build_html_report(restored)
+    assert {p.name: p.read_bytes() for p in (restored / ASSETS_DIR).iterdir()} == kept
+    assert _pictures(restored) == [] and "holiday.png" in caplog.text
+
+
+def test_only_the_thumbnails_hireslm_wrote_are_ever_deleted(restored):
+    build_html_report(restored)  # makes the folder, and its manifest
+    made = set(_pictures(restored))
+    assert len(made) == 2
+    # a file the user put there, named as hireslm names thumbnails: not in the manifest
+    stranger = restored / ASSETS_DIR / "0123456789abcdef01234567.png"
+    stranger.write_bytes(b"mine")
+    (restored / "x.wav").unlink()  # its thumbnail is no longer shown: removed
+    build_html_report(restored)
+    assert stranger.read_bytes() == b"mine"
+    left = {f"{ASSETS_DIR}/{p.name}" for p in (restored / ASSETS_DIR).glob("*.png")}
+    assert left == (made & set(_pictures(restored))) | {f"{ASSETS_DIR}/{stranger.name}"}
+    assert len(_pictures(restored)) == 1
+
+
+def test_a_thumbnails_folder_of_an_earlier_hireslm_is_taken_over(restored):
+    build_html_report(restored)
+    (restored / ASSETS_DIR / MANIFEST_NAME).unlink()  # as an earlier version left it
+    old = restored / ASSETS_DIR / "ffffffffffffffffffffffff.png"
+    old.write_bytes(b"an old thumbnail")
+    build_html_report(restored)
+    assert len(_pictures(restored)) == 2 and not old.exists()
+
+
+def test_as_an_unprivileged_user_a_thumbnails_folder_of_another_is_left_alone(
+        release, speech, shared):
+    folder, out = shared / "in", shared / "out"
+    save_audio(folder / "x.wav", speech, 16000)
+    assert _restore(release, str(folder), "-o", str(out)) == 0
+    for path in [out, *out.iterdir()]:
+        if path.name != ASSETS_DIR:
+            os.chown(path, 65534, 65534)  # the user's folder, but root's .report
+    kept = {p.name: p.read_bytes() for p in (out / ASSETS_DIR).iterdir()}
+    (out / "x.wav").unlink()  # a rebuild would remove its thumbnail, were .report the user's
+    code, output = as_nobody(lambda: 0 if build_html_report(out) else 1)
+    assert code == 0 and "belongs to another user (uid 0)" in output, output
+    assert {p.name: p.read_bytes() for p in (out / ASSETS_DIR).iterdir()} == kept
+    assert _pictures(out) == []

@@ -27,7 +27,13 @@ from hireslm.jobs.page import (
     row_key,
     write_html_report,
 )
-from hireslm.jobs.thumbnails import encode_png, palette, quantize, spectrogram_image
+from hireslm.jobs.thumbnails import (
+    MANIFEST_NAME,
+    encode_png,
+    palette,
+    quantize,
+    spectrogram_image,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
@@ -158,15 +164,16 @@ def test_restore_writes_the_page_with_rows_players_and_thumbnails(restored):
         assert (restored / unquote(audio["src"])).is_file()
     assert len(parsed.images) == 6 and all(i["loading"] == "lazy" for i in parsed.images)
     assert all((restored / i["src"]).is_file() for i in parsed.images)
-    assert {p.suffix for p in (restored / ASSETS_DIR).iterdir()} == {".png"}
+    assert {p.name for p in (restored / ASSETS_DIR).iterdir() if p.suffix != ".png"} == {
+        MANIFEST_NAME}
 
 
 def test_a_rerun_reuses_the_thumbnails_and_rebuilds_the_page(restored):
-    made = {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()}
+    made = {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).glob("*.png")}
     page = restored / PAGE_NAME
     page.write_text("stale", encoding="utf-8")
     build_html_report(restored)
-    assert {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()} == made
+    assert {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).glob("*.png")} == made
     assert len(_parse(page.read_text(encoding="utf-8")).rows) == 4
 
 
@@ -177,7 +184,7 @@ def test_rows_past_the_cap_are_listed_plainly(restored, tmp_path):
     page = (out / PAGE_NAME).read_text(encoding="utf-8")
     detailed, plain = _parse(page), _parse(page, "more-files")
     assert len(detailed.rows) == 2 and len(plain.rows) == 2 and not plain.audio
-    assert len(list((out / ASSETS_DIR).iterdir())) == 2  # the others' thumbnails are gone
+    assert len(list((out / ASSETS_DIR).glob("*.png"))) == 2  # the others' thumbnails are gone
 
 
 def test_a_page_that_cannot_be_written_only_warns(restored, tmp_path, caplog):
