@@ -119,6 +119,40 @@ def merge_reports(out_dir: str | os.PathLike) -> Path:
     return main
 
 
+# The type of each field a reader relies on (None: may be null); other fields are free.
+_NUMBER, _TEXT, _LIST, _OBJECT = "a number", "text", "a list", "an object"
+FIELD_TYPES = {
+    "input": (_TEXT, False), "output": (_TEXT, True), "status": (_TEXT, False),
+    "error": (_TEXT, True), "reason": (_TEXT, True), "checkpoint": (_TEXT, True),
+    "duration_s": (_NUMBER, True), "processing_s": (_NUMBER, True),
+    "real_time_factor": (_NUMBER, True), "input_sample_rate": (_NUMBER, True),
+    "channels": (_NUMBER, True), "gain_db": (_NUMBER, True),
+    "level_change_db": (_NUMBER, True), "speech_change_db": (_NUMBER, True),
+    "warnings": (_LIST, True), "analysis": (_LIST, True), "treatment": (_OBJECT, True),
+    "settings": (_OBJECT, True),
+}
+_CHECKS = {_NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+           _TEXT: lambda v: isinstance(v, str), _LIST: lambda v: isinstance(v, list),
+           _OBJECT: lambda v: isinstance(v, dict)}
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Why a report line cannot be shown as a file's result (a field of the wrong type, as
+    a hand edit or another program may leave), None when it can."""
+    if "input" not in record:
+        return "it names no input"
+    for field, (kind, nullable) in FIELD_TYPES.items():
+        if field not in record or (record[field] is None and nullable):
+            continue
+        if not _CHECKS[kind](record[field]):
+            return f"{field} is not {kind}: {json.dumps(record[field], ensure_ascii=False)[:60]}"
+    if not all(isinstance(c, dict) for c in record.get("analysis") or []):
+        return "analysis is not a list of objects"
+    if not all(isinstance(w, str) for w in record.get("warnings") or []):
+        return "warnings is not a list of text"
+    return None
+
+
 def escape_text(text: str) -> str:
     """``text`` with each byte that is not UTF-8 (held as a surrogate, as ``os.fsdecode``
     gives it) written ``\\xNN``: text that any UTF-8 reader takes; ``text`` when it has none."""

@@ -24,7 +24,13 @@ from typing import Any
 from urllib.parse import quote
 
 from hireslm.fileio import write_text_atomic
-from hireslm.jobs.jsonl_report import REPORT_NAME, escape_text, read_report, record_path
+from hireslm.jobs.jsonl_report import (
+    REPORT_NAME,
+    escape_text,
+    read_report,
+    record_path,
+    record_problem,
+)
 from hireslm.jobs.thumbnails import (
     HEIGHT,
     WIDTH,
@@ -42,7 +48,8 @@ PAGE_NAME = "restore_report.html"
 ASSETS_DIR = ".report"  # hidden: a later run over this folder does not take it for audio
 MAX_ROWS = 2000
 # Failures first, then what needs a look, then what went as planned.
-STATUS_ORDER = {"failed": 0, "other": 1, "warned": 2, "skipped": 3, "silent": 4, "ok": 5}
+STATUS_ORDER = {"failed": 0, "unreadable": 0, "other": 1, "warned": 2, "skipped": 3,
+                "silent": 4, "ok": 5}
 
 
 def write_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -> Path | None:
@@ -72,7 +79,8 @@ def build_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -
         refused = f"{assets} {refused}: the page shows no pictures (remove it to get them)"
         logger.warning("%s", refused)
     else:
-        shown = [(record_path(r, "input"), record_path(r, "output")) for r in rows[:max_rows]]
+        shown = [(None, None) if record_problem(r) else
+                 (record_path(r, "input"), record_path(r, "output")) for r in rows[:max_rows]]
         # Entered before they are made: a kill while making them leaves none unrecorded.
         write_manifest(assets, (read_manifest(assets) or set()) | {
             name for pair in shown for path in pair if path and (name := thumbnail_name(path))})
@@ -97,7 +105,10 @@ def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def row_kind(record: dict[str, Any]) -> str:
-    """The record's status, or ``warned`` for a restored file that raised warnings."""
+    """The record's status, ``warned`` for a restored file that raised warnings, or
+    ``unreadable`` for a line that cannot be shown (``record_problem``)."""
+    if record_problem(record):
+        return "unreadable"
     status = str(record.get("status", "failed"))
     if status == "ok" and record.get("warnings"):
         return "warned"
@@ -131,15 +142,22 @@ def render_page(rows: Sequence[dict[str, Any]], pictures: Sequence[tuple[str | N
     the page has none (said under the summary)."""
     out_dir = Path(out_dir)
     names = display_names([record_path(r) or str(r.get("input", "")) for r in rows])
+    problems = [row_problem(r, name, out_dir) for r, name in zip(rows, names, strict=True)]
+    for name, problem in zip(names, problems, strict=True):
+        if problem is not None:  # the page is written all the same
+            logger.warning("%s: report line not shown (%s)", escape_text(name), problem)
     detailed = "".join(
-        _detailed_row(record, names[i], pictures[i], out_dir, off=no_pictures is not None)
+        _unreadable_row(record, names[i], problems[i], DETAILED_COLUMNS) if problems[i]
+        else _detailed_row(record, names[i], pictures[i], out_dir, off=no_pictures is not None)
         for i, record in enumerate(rows[:len(pictures)]))
-    plain = "".join(_plain_row(record, names[i], out_dir)
-                    for i, record in enumerate(rows) if i >= len(pictures))
+    plain = "".join(
+        _unreadable_row(record, names[i], problems[i], PLAIN_COLUMNS) if problems[i]
+        else _plain_row(record, names[i], out_dir)
+        for i, record in enumerate(rows) if i >= len(pictures))
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{_e(out_dir.name)}: restore report</title><style>{CSS}</style></head><body>",
-        _summary(rows, out_dir, generated),
+        _summary(rows, problems, out_dir, generated),
         f"<p class=\"warning\" id=\"no-pictures\">{_e(no_pictures)}</p>" if no_pictures else "",
         "<table id=\"files\" class=\"sortable\"><thead><tr>",
         "".join(_th(*column) for column in DETAILED_COLUMNS),
@@ -202,6 +220,31 @@ def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None,
     return f"<tr class=\"{_e(kind)}\">{''.join(cells)}</tr>"
 
 
+def row_problem(record: dict[str, Any], name: str, out_dir: Path) -> str | None:
+    """Why ``record`` cannot be shown as a row: ``record_problem``, or any bad value its row
+    meets (None: it can be shown)."""
+    problem = record_problem(record)
+    if problem is None:
+        try:
+            _detailed_row(record, name, (None, None), out_dir)
+        except Exception as exc:  # noqa: BLE001 - any bad value: this row, not the page
+            problem = f"{type(exc).__name__}: {exc}"
+    return problem
+
+
+def _unreadable_row(record: dict[str, Any], name: str, problem: str,
+                    columns: Sequence[tuple[str, str]]) -> str:
+    """A row saying why a report line cannot be shown, a cell per column (the sort script
+    reads every row's cells)."""
+    message = "Done" if columns is DETAILED_COLUMNS else "Outcome"
+    cells = [_status_cell(record, "unreadable"), f"<td class=\"file\" data-v=\"{_e(name)}\">"
+             f"<span class=\"name\">{_e(name)}</span></td>"]
+    for _, label in columns[2:]:
+        cells.append(f"<td class=\"error\">this report line cannot be shown: {_e(problem)}</td>"
+                     if label == message else "<td data-v=\"\"></td>")
+    return f"<tr class=\"unreadable\">{''.join(cells)}</tr>"
+
+
 def _plain_row(record: dict[str, Any], name: str, out_dir: Path) -> str:
     output = record_path(record, "output")
     link = (f"<a href=\"{_e(href(output, out_dir))}\">{_e(Path(output).name)}</a>"
@@ -215,7 +258,8 @@ def _plain_row(record: dict[str, Any], name: str, out_dir: Path) -> str:
 
 def _status_cell(record: dict[str, Any], kind: str) -> str:
     order = STATUS_ORDER.get(kind, 0)
-    label = "ok, warnings" if kind == "warned" else str(record.get("status", "failed"))
+    label = {"warned": "ok, warnings", "unreadable": "unreadable"}.get(
+        kind, str(record.get("status", "failed")))
     return f"<td data-v=\"{order}\"><span class=\"badge {_e(kind)}\">{_e(label)}</span></td>"
 
 
@@ -301,14 +345,17 @@ def _media_cell(path: str | None, picture: str | None, out_dir: Path, what: str,
             f"</audio></td>")
 
 
-def _summary(rows: Sequence[dict[str, Any]], out_dir: Path, generated: str) -> str:
-    counts = Counter(row_kind(r) for r in rows)
+def _summary(rows: Sequence[dict[str, Any]], problems: Sequence[str | None], out_dir: Path,
+             generated: str) -> str:
+    counts = Counter("unreadable" if problem else row_kind(r)
+                     for r, problem in zip(rows, problems, strict=True))
+    readable = [r for r, problem in zip(rows, problems, strict=True) if problem is None]
     chips = " ".join(f"<span class=\"badge {_e(k)}\">{_e(k)} {counts[k]}</span>"
                      for k in sorted(counts, key=lambda k: STATUS_ORDER.get(k, 0)))
-    audio_s = sum(float(r.get("duration_s") or 0) for r in rows)
-    work_s = sum(float(r.get("processing_s") or 0) for r in rows)
-    releases = sorted({str(r["checkpoint"]) for r in rows if r.get("checkpoint")})
-    settings = next((r["settings"] for r in reversed(rows) if r.get("settings")), None)
+    audio_s = sum(float(r.get("duration_s") or 0) for r in readable)
+    work_s = sum(float(r.get("processing_s") or 0) for r in readable)
+    releases = sorted({str(r["checkpoint"]) for r in readable if r.get("checkpoint")})
+    settings = next((r["settings"] for r in reversed(readable) if r.get("settings")), None)
     setting_text = ", ".join(f"{k} {v}" for k, v in sorted((settings or {}).items())
                              if v is not None)
     return (f"<h1>Restore report: {_e(out_dir.name)}</h1>"
@@ -363,7 +410,7 @@ td.file{min-width:12em;max-width:24em}td.found{min-width:13em}td.done{min-width:
 .badge{display:inline-block;border-radius:3px;padding:1px 6px;color:#fff;background:#2e7d32}
 .badge.failed{background:#c62828}.badge.other{background:#ef6c00}
 .badge.warned{background:#f9a825;color:#222}.badge.skipped,.badge.silent{background:#757575}
-tr.failed td{background:#fdecea}
+tr.failed td,tr.unreadable td{background:#fdecea}.badge.unreadable{background:#6a1b9a}
 .flag{display:inline-block;background:#e8eaf6;border-radius:3px;padding:0 4px;margin:1px;
 font-size:11px}
 .error{color:#b71c1c}.warning{color:#8d6e00}

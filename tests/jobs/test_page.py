@@ -4,10 +4,12 @@ real folder (speech, a corrupt file, a silent one), then opened in a real headle
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
 import zlib
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -18,6 +20,7 @@ from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
+from hireslm.jobs.jsonl_report import REPORT_NAME
 from hireslm.jobs.page import (
     ASSETS_DIR,
     PAGE_NAME,
@@ -240,3 +243,36 @@ def test_chromium_screenshot_shows_the_spectrograms(restored, tmp_path):
     # The page's own colours hold no purple: these pixels are the spectrograms' ramp.
     purple = (pixels[..., 0] > 70) & (pixels[..., 1] < 50) & (pixels[..., 2] > 70)
     assert purple.sum() > 2000
+
+
+# -- report lines the page cannot trust -------------------------------------------------------
+
+
+def _report(out: Path, records: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_NAME).write_text("".join(json.dumps(r) + "\n" for r in records),
+                                   encoding="utf-8")
+
+
+def test_a_line_of_the_wrong_types_is_one_unreadable_row_and_the_rest_is_shown(tmp_path):
+    out = tmp_path / "out"
+    good = {"input": "/in/good.wav", "output": None, "status": "ok", "duration_s": 2.0}
+    bad = [{"input": "/in/a.wav", "status": "ok", "duration_s": "abc"},
+           {"input": "/in/b.wav", "status": "ok", "analysis": 5},
+           {"input": 5, "status": "ok"},
+           {"input": "/in/c.wav", "status": "ok", "warnings": "not a list"},
+           {"input": "/in/d.wav", "status": "ok", "treatment": {"kept": 3}},  # found rendering
+           {"input": "/in/e.wav", "status": "ok", "analysis": [{"snr_db": "loud"}]}]
+    _report(out, [good, *bad])
+    for max_rows in (10, 1):  # the detailed table and the plain one
+        build_html_report(out, max_rows=max_rows)
+        page = (out / PAGE_NAME).read_text(encoding="utf-8")
+        rows = _parse(page).rows + _parse(page, "more-files").rows
+        kinds = Counter(kind for kind, _ in rows)
+        assert kinds == {"unreadable": len(bad), "ok": 1}, kinds
+        unreadable = [cells for kind, cells in rows if kind == "unreadable"]
+        assert all("cannot be shown" in "".join(cells) for cells in unreadable)
+        ok = next(cells for kind, cells in rows if kind == "ok")
+        assert "good.wav" in ok[1] and ok[2].strip() == "2.0"
+    assert "duration_s is not a number" in page
+    assert "2.0 s of audio" in page  # the summary counts what it can read
