@@ -35,7 +35,7 @@ from hireslm.jobs.thumbnails import (
     HEIGHT,
     WIDTH,
     claim_folder,
-    ensure_thumbnail,
+    ensure_pair,
     prune,
     read_manifest,
     thumbnail_name,
@@ -48,8 +48,11 @@ PAGE_NAME = "restore_report.html"
 ASSETS_DIR = ".report"  # hidden: a later run over this folder does not take it for audio
 MAX_ROWS = 2000
 # Failures first, then what needs a look, then what went as planned.
-STATUS_ORDER = {"failed": 0, "unreadable": 0, "other": 1, "warned": 2, "skipped": 3,
-                "silent": 4, "ok": 5}
+STATUS_ORDER = {"failed": 0, "unreadable": 0, "other": 1, "quieter": 2, "warned": 3,
+                "skipped": 4, "silent": 5, "ok": 6}
+# A restored file whose speech came out more than this much quieter than the input's is no
+# "ok": the restoration took speech away, or a level was lost.
+QUIETER_DB = -3.0
 
 
 def write_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -> Path | None:
@@ -82,10 +85,11 @@ def build_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -
         shown = [(None, None) if record_problem(r) else
                  (record_path(r, "input"), record_path(r, "output")) for r in rows[:max_rows]]
         # Entered before they are made: a kill while making them leaves none unrecorded.
-        write_manifest(assets, (read_manifest(assets) or set()) | {
-            name for pair in shown for path in pair if path and (name := thumbnail_name(path))})
-        pictures = [(_thumb(source, assets), _thumb(output, assets))
-                    for source, output in shown]
+        planned = [name for source, output in shown for name in (
+            source and thumbnail_name(source),
+            output and thumbnail_name(output, reference=source)) if name]
+        write_manifest(assets, (read_manifest(assets) or set()) | set(planned))
+        pictures = [_pair(source, output, assets) for source, output in shown]
     page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
                        no_pictures=refused)
     path = write_text_atomic(out_dir / PAGE_NAME, page)
@@ -105,11 +109,14 @@ def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def row_kind(record: dict[str, Any]) -> str:
-    """The record's status, ``warned`` for a restored file that raised warnings, or
-    ``unreadable`` for a line that cannot be shown (``record_problem``)."""
+    """The record's status; for a restored file, ``quieter`` when its speech came out more
+    than ``-QUIETER_DB`` dB quieter than the input's, else ``warned`` when it raised
+    warnings; ``unreadable`` for a line that cannot be shown (``record_problem``)."""
     if record_problem(record):
         return "unreadable"
     status = str(record.get("status", "failed"))
+    if status == "ok" and (record.get("speech_change_db") or 0.0) < QUIETER_DB:
+        return "quieter"
     if status == "ok" and record.get("warnings"):
         return "warned"
     return status
@@ -190,9 +197,10 @@ def display_names(inputs: Sequence[str]) -> list[str]:
 
 DETAILED_COLUMNS = [("status", "Status"), ("text", "File"), ("num", "Length (s)"),
                     ("num", "Band (kHz)"), ("num", "SNR (dB)"), ("", "Found"), ("", "Done"),
-                    ("", "Before"), ("", "After"), ("num", "× real time")]
+                    ("num", "Level (dB)"), ("", "Before"), ("", "After"),
+                    ("num", "× real time")]
 PLAIN_COLUMNS = [("status", "Status"), ("text", "File"), ("num", "Length (s)"),
-                 ("", "Outcome"), ("", "Output")]
+                 ("num", "Level (dB)"), ("", "Outcome"), ("", "Output")]
 
 
 def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None, str | None],
@@ -213,6 +221,7 @@ def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None,
         _num_cell(snr, "{:.0f}"),
         f"<td class=\"found\">{_found(channels)}</td>",
         f"<td class=\"done\">{_done(record)}</td>",
+        _level_cell(record),
         _media_cell(record_path(record, "input"), pictures[0], out_dir, "input", off),
         _media_cell(record_path(record, "output"), pictures[1], out_dir, "output", off),
         _num_cell(None if rtf is None else 1 / rtf if rtf > 0 else None, "{:.1f}"),
@@ -253,13 +262,31 @@ def _plain_row(record: dict[str, Any], name: str, out_dir: Path) -> str:
         (record.get("treatment") or {}).get("reasons") or [])
     return (f"<tr class=\"{_e(row_kind(record))}\">{_status_cell(record, row_kind(record))}"
             f"{_file_cell(record, name)}{_num_cell(record.get('duration_s'), '{:.1f}')}"
-            f"<td>{_e(outcome)}</td><td>{link}</td></tr>")
+            f"{_level_cell(record)}<td>{_e(outcome)}</td><td>{link}</td></tr>")
+
+
+def _level_cell(record: dict[str, Any]) -> str:
+    """The output's level against the input's: its loudest speech (``speech_change_db``)
+    and its mean power (``level_change_db``); flagged when the speech came out quieter than
+    ``QUIETER_DB``; "–" for a record without them (from before they were recorded)."""
+    speech, level = record.get("speech_change_db"), record.get("level_change_db")
+    if speech is None and level is None:
+        return "<td class=\"num\" data-v=\"\">–</td>"
+    main = speech if speech is not None else level
+    lines = [f"{'speech ' if speech is not None else 'mean '}{main:+.1f}"]
+    if speech is not None and level is not None:
+        lines.append(f"<div class=\"small\">mean {level:+.1f}</div>")
+    flagged = speech is not None and speech < QUIETER_DB
+    title = (f" title=\"the speech came out {-speech:.1f} dB quieter than the input's\""
+             if flagged else "")
+    return (f"<td class=\"num{' quieter' if flagged else ''}\" data-v=\"{float(main):.6g}\""
+            f"{title}>{''.join(lines)}</td>")
 
 
 def _status_cell(record: dict[str, Any], kind: str) -> str:
     order = STATUS_ORDER.get(kind, 0)
-    label = {"warned": "ok, warnings", "unreadable": "unreadable"}.get(
-        kind, str(record.get("status", "failed")))
+    label = {"warned": "ok, warnings", "unreadable": "unreadable",
+             "quieter": "ok, quieter"}.get(kind, str(record.get("status", "failed")))
     return f"<td data-v=\"{order}\"><span class=\"badge {_e(kind)}\">{_e(label)}</span></td>"
 
 
@@ -363,7 +390,10 @@ def _summary(rows: Sequence[dict[str, Any]], problems: Sequence[str | None], out
             f"<p class=\"small\">{_duration(audio_s)} of audio restored in "
             f"{_duration(work_s)} · release {_e(', '.join(releases) or '–')} · "
             f"{_e(setting_text)} · page made {_e(generated)} from {_e(REPORT_NAME)}. "
-            "Spectrograms: the first 30 s, 0–24 kHz, 80 dB range. Click a column to sort.</p>")
+            "Spectrograms: the first 30 s, 0–24 kHz, 80 dB below the input's peak, input and "
+            "output on that one scale (an output that came out quieter looks darker). Level: "
+            "the output's loudest speech and its mean power against the input's; more than "
+            f"{-QUIETER_DB:g} dB quieter speech is flagged. Click a column to sort.</p>")
 
 
 def _th(kind: str, label: str) -> str:
@@ -371,11 +401,12 @@ def _th(kind: str, label: str) -> str:
     return f"<th{sort}>{_e(label)}</th>"
 
 
-def _thumb(path: str | None, assets: Path) -> str | None:
-    if not path:
-        return None
-    made = ensure_thumbnail(path, assets)
-    return made.name if made is not None else None
+def _pair(source: str | None, output: str | None, assets: Path) -> tuple[str | None,
+                                                                       str | None]:
+    """The thumbnail names of an input and its output, on the input's scale."""
+    made_source, made_output = ensure_pair(source or None, output or None, assets)
+    return (None if made_source is None else made_source.name,
+            None if made_output is None else made_output.name)
 
 
 def _duration(seconds: float) -> str:
@@ -409,7 +440,9 @@ td.num{text-align:right;white-space:nowrap}
 td.file{min-width:12em;max-width:24em}td.found{min-width:13em}td.done{min-width:15em}
 .badge{display:inline-block;border-radius:3px;padding:1px 6px;color:#fff;background:#2e7d32}
 .badge.failed{background:#c62828}.badge.other{background:#ef6c00}
-.badge.warned{background:#f9a825;color:#222}.badge.skipped,.badge.silent{background:#757575}
+.badge.warned{background:#f9a825;color:#222}.badge.quieter{background:#d84315}
+td.quieter{color:#b71c1c;font-weight:600}tr.quieter td{background:#fff3e0}
+.badge.skipped,.badge.silent{background:#757575}
 tr.failed td,tr.unreadable td{background:#fdecea}.badge.unreadable{background:#6a1b9a}
 .flag{display:inline-block;background:#e8eaf6;border-radius:3px;padding:0 4px;margin:1px;
 font-size:11px}

@@ -23,6 +23,7 @@ from hireslm.cli.main import main
 from hireslm.jobs.jsonl_report import REPORT_NAME
 from hireslm.jobs.page import (
     ASSETS_DIR,
+    DETAILED_COLUMNS,
     PAGE_NAME,
     build_html_report,
     href,
@@ -276,3 +277,77 @@ def test_a_line_of_the_wrong_types_is_one_unreadable_row_and_the_rest_is_shown(t
         assert "good.wav" in ok[1] and ok[2].strip() == "2.0"
     assert "duration_s is not a number" in page
     assert "2.0 s of audio" in page  # the summary counts what it can read
+
+
+# -- levels: one scale for input and output, and a flag for lost speech --------------------------
+
+
+def _png_indices(path: Path) -> np.ndarray:
+    """The palette indices ``(H, W)`` of a PNG our encoder wrote."""
+    data = path.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8:start - 4], "big")
+    raw = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8)
+    return raw.reshape(height, width + 1)[:, 1:]
+
+
+@pytest.fixture(scope="module")
+def level_pairs(tmp_path_factory) -> Path:
+    """An output folder whose report has three restored files of one clip: the output at
+    the input's level, one 39 dB quieter, and one from an old record (no level fields)."""
+    root = tmp_path_factory.mktemp("levels")
+    wave, rate = load_audio(sorted(EXAMPLES.glob("*.flac"))[0])
+    clip = resample(wave, rate, 16000)[:, :32000]
+    out = root / "out"
+    records = []
+    for name, gain_db, fields in (
+            ("same", 0.0, {"level_change_db": -0.1, "speech_change_db": 0.2}),
+            ("quiet", -39.0, {"level_change_db": -39.0, "speech_change_db": -38.6}),
+            ("old", 0.0, {})):
+        save_audio(root / "in" / f"{name}.wav", clip, 16000)
+        output = resample(clip, 16000, 48000) * 10 ** (gain_db / 20)
+        save_audio(out / f"{name}.wav", output, 48000)
+        records.append({"input": str(root / "in" / f"{name}.wav"),
+                        "output": str(out / f"{name}.wav"), "status": "ok",
+                        "duration_s": 2.0, **fields})
+    _report(out, records)
+    build_html_report(out)
+    return out
+
+
+def _row(out: Path, name: str) -> tuple[str, list[str], list[str]]:
+    """(tr class, cell texts, thumbnail paths) of the row of input ``name``."""
+    parser = _parse((out / PAGE_NAME).read_text(encoding="utf-8"))
+    index = next(i for i, (_, cells) in enumerate(parser.rows) if name in cells[1])
+    kind, cells = parser.rows[index]
+    return kind, cells, [i["src"] for i in parser.images[2 * index:2 * index + 2]]
+
+
+def test_input_and_output_thumbnails_share_the_inputs_scale(level_pairs):
+    steps = {}
+    for name in ("same", "quiet"):
+        _, _, (before, after) = _row(level_pairs, name)
+        before, after = (_png_indices(level_pairs / p).astype(float) for p in (before, after))
+        shown = before > 4  # where the input has sound (its band, its speech)
+        steps[name] = (before[shown].mean(), after[shown].mean())
+    same_in, same_out = steps["same"]
+    quiet_in, quiet_out = steps["quiet"]
+    assert abs(same_out - same_in) < 2, steps  # one level, one look, at 16 and at 48 kHz
+    # 39 of the 80 dB shown, in 31 colour steps: about 15 steps darker
+    assert quiet_in - quiet_out > 12, steps
+    assert quiet_in == same_in
+
+
+def test_the_level_change_is_shown_and_quieter_speech_is_flagged(level_pairs):
+    kind, cells, _ = _row(level_pairs, "quiet")
+    assert kind == "quieter" and "ok, quieter" in cells[0]  # not a green "ok"
+    level = DETAILED_COLUMNS.index(("num", "Level (dB)"))
+    assert "-38.6" in cells[level] and "-39.0" in cells[level]
+    kind, cells, _ = _row(level_pairs, "same")
+    assert kind == "ok" and "+0.2" in cells[level]
+    kind, cells, _ = _row(level_pairs, "old")  # a record from before the level was kept
+    assert kind == "ok" and cells[level].strip() == "–"
+    page = (level_pairs / PAGE_NAME).read_text(encoding="utf-8")
+    assert "39 dB quieter" not in page and "38.6 dB quieter than the input" in page
+    assert "ok, quieter 1" not in page and "quieter 1" in page  # counted in the summary
