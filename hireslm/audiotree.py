@@ -7,7 +7,9 @@ manifests), so that what one writes the next one finds:
 - hidden files and folders (a name starting with ``.``) below the root are skipped;
 - symbolic links are followed, to files and to folders; each real folder and file is taken
   once, and a link that leads nowhere, loops, or repeats what was already found is reported;
-- a folder that cannot be read is reported, never silently left out.
+- a folder that cannot be read is reported, never silently left out;
+- a link (or any path) that leads into a folder given as ``skip_inside`` (restore's output
+  folder) is reported and not entered: outputs are never taken for inputs.
 
 The mirrored naming (``mirror_names``) gives every input its own output path: ``a/b.flac``
 becomes ``a/b.wav``; inputs that would meet in one name keep their full name
@@ -52,15 +54,27 @@ def is_audio_name(name: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> bo
 
 
 def scan_audio(root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (),
-               extensions: Iterable[str] = AUDIO_EXTENSIONS) -> AudioTree:
+               extensions: Iterable[str] = AUDIO_EXTENSIONS,
+               skip_inside: Iterable[str | os.PathLike] = ()) -> AudioTree:
     """Walk ``root`` (a folder) for audio files, following links, each real file once.
 
     ``exclude``: folders never entered (a report folder inside the tree). ``extensions``:
-    the suffixes taken (lower case, with the dot).
+    the suffixes taken (lower case, with the dot). ``skip_inside``: folders whose files are
+    never taken, each link (to a file or a folder) that leads there reported as a problem
+    (not lost: what is there is no input).
     """
     root = Path(root)
     extensions = frozenset(extensions)
     excluded = {Path(p).resolve() for p in exclude}
+    avoided = [Path(p).resolve() for p in skip_inside]
+
+    def leads_inside(path: Path) -> str | None:
+        real = path.resolve()
+        for folder in avoided:
+            if real == folder or folder in real.parents:
+                return (f"leads into the output folder {folder} (-> {real}): not taken, "
+                        "outputs are not restored again")
+        return None
     tree = AudioTree(root)
     seen_dirs: dict[Path, Path] = {}
     seen_files: dict[Path, Path] = {}
@@ -83,6 +97,11 @@ def scan_audio(root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (
         seen_dirs[real_here] = here
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                              and (here / d).resolve() not in excluded)
+        for name in list(dirnames):
+            reason = leads_inside(here / name)
+            if reason is not None:
+                tree.problems.append(TreeProblem(here / name, reason, lost=False))
+                dirnames.remove(name)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -92,6 +111,10 @@ def scan_audio(root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (
                 tree.problems.append(TreeProblem(path, problem))
                 continue
             if not is_audio_name(name, extensions):
+                continue
+            reason = leads_inside(path)
+            if reason is not None:
+                tree.problems.append(TreeProblem(path, reason, lost=False))
                 continue
             real = path.resolve()
             first = seen_files.setdefault(real, path)

@@ -16,6 +16,10 @@ holder draws afresh, so a marker from an earlier run never counts). Process 0 wa
 marker before it merges the report: a real barrier through the shared output folder, which
 works whatever the launcher (accelerate on CPUs reports no distributed state at all) and
 across machines, and lets each process run as long as its files take.
+
+The lock file is opened without following links, and only when it is a regular file of the
+user's with no other name (``hireslm.fileio.open_own_file``): taking the lock truncates it,
+and a link or hard link planted there must not take another file with it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from hireslm.fileio import write_json_atomic
+from hireslm.fileio import UnsafePathError, open_own_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,11 @@ TAKE_ATTEMPTS = 40
 
 class OutputFolderLockedError(RuntimeError):
     """Another restore run is writing to the output folder."""
+
+
+class LockFileError(OutputFolderLockedError):
+    """The output folder's lock file cannot be used safely (a link, not a regular file, or
+    another user's): the folder is refused as if held."""
 
 
 def run_identity() -> str:
@@ -82,7 +91,12 @@ class OutputFolderLock:
             self._handle = None
 
     def _take(self) -> None:
-        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fd = open_own_file(self.path, os.O_RDWR | os.O_CREAT,
+                               what="the output folder's lock file", owned=True, single=True)
+        except UnsafePathError as exc:
+            raise LockFileError(str(exc)) from None
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
         # The other ranks test the lock with a brief shared lock: retry past those moments.
         for attempt in range(TAKE_ATTEMPTS):
             try:
@@ -158,10 +172,10 @@ def done_name(rank: int) -> str:
 
 
 def is_held(path: Path) -> bool:
-    """True when some process holds ``path``'s flock."""
+    """True when some process holds ``path``'s flock (never through a link)."""
     try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
+        handle = os.fdopen(_open_no_follow(path), encoding="utf-8")
+    except OSError:  # absent, or a link: no lock of a run
         return False
     with handle:
         try:
@@ -178,9 +192,14 @@ def read_holder(path: Path) -> dict[str, Any] | None:
 
 
 def _read_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``; None when absent, unreadable or not an object."""
+    """A JSON object from ``path``; None when absent, unreadable, a link or not an object."""
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        with os.fdopen(_open_no_follow(path), encoding="utf-8") as handle:
+            found = json.loads(handle.read())
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None
+
+
+def _open_no_follow(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)

@@ -5,7 +5,8 @@ written atomically. One static file, no server, nothing fetched at view time: it
 disk and keeps working when the output folder is moved (links into it are relative). Per
 file: status, what the analysis found, what was kept, recovered and generated, spectrogram
 thumbnails of the input and the output (``OUTDIR/.report/``, made once per file version,
-``hireslm.jobs.thumbnails``) and a player for each; failures first; sortable columns.
+``hireslm.jobs.thumbnails``; a ``.report`` that is not hireslm's own is not used, and the
+page says so) and a player for each; failures first; sortable columns.
 The first ``MAX_ROWS`` files get pictures and players, the rest a plain table, so the page
 stays light for archives of 10^4 files.
 """
@@ -23,8 +24,23 @@ from typing import Any
 from urllib.parse import quote
 
 from hireslm.fileio import write_text_atomic
-from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
-from hireslm.jobs.thumbnails import HEIGHT, WIDTH, ensure_thumbnail
+from hireslm.jobs.jsonl_report import (
+    REPORT_NAME,
+    escape_text,
+    read_report,
+    record_path,
+    record_problem,
+)
+from hireslm.jobs.thumbnails import (
+    HEIGHT,
+    WIDTH,
+    claim_folder,
+    ensure_pair,
+    prune,
+    read_manifest,
+    thumbnail_name,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +48,11 @@ PAGE_NAME = "restore_report.html"
 ASSETS_DIR = ".report"  # hidden: a later run over this folder does not take it for audio
 MAX_ROWS = 2000
 # Failures first, then what needs a look, then what went as planned.
-STATUS_ORDER = {"failed": 0, "other": 1, "warned": 2, "skipped": 3, "silent": 4, "ok": 5}
+STATUS_ORDER = {"failed": 0, "unreadable": 0, "other": 1, "quieter": 2, "warned": 3,
+                "skipped": 4, "silent": 5, "ok": 6}
+# A restored file whose speech came out more than this much quieter than the input's is no
+# "ok": the restoration took speech away, or a level was lost.
+QUIETER_DB = -3.0
 
 
 def write_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -> Path | None:
@@ -48,19 +68,33 @@ def build_html_report(out_dir: str | os.PathLike, *, max_rows: int = MAX_ROWS) -
     """Write ``out_dir/restore_report.html`` from ``out_dir/restore_report.jsonl``.
 
     Thumbnails are made for the first ``max_rows`` files (in page order) and reused when the
-    file has not changed; thumbnails no longer shown are removed. Returns the page's path.
+    file has not changed; thumbnails no longer shown are removed (only those the manifest
+    names: ``hireslm.jobs.thumbnails``). When ``OUTDIR/.report`` is not hireslm's own, the
+    page has no pictures and says why (so does the log). Returns the page's path.
     """
     out_dir = Path(out_dir)
     rows = sorted(latest_records(read_report(out_dir / REPORT_NAME)), key=row_key)
     assets = out_dir / ASSETS_DIR
-    assets.mkdir(parents=True, exist_ok=True)
-    pictures: list[tuple[str | None, str | None]] = []
-    for record in rows[:max_rows]:
-        pictures.append((_thumb(record.get("input"), assets),
-                         _thumb(record.get("output"), assets)))
-    page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refused = claim_folder(assets)
+    pictures: list[tuple[str | None, str | None]] = [(None, None)] * min(len(rows), max_rows)
+    if refused is not None:
+        refused = f"{assets} {refused}: the page shows no pictures (remove it to get them)"
+        logger.warning("%s", refused)
+    else:
+        shown = [(None, None) if record_problem(r) else
+                 (record_path(r, "input"), record_path(r, "output")) for r in rows[:max_rows]]
+        # Entered before they are made: a kill while making them leaves none unrecorded.
+        planned = [name for source, output in shown for name in (
+            source and thumbnail_name(source),
+            output and thumbnail_name(output, reference=source)) if name]
+        write_manifest(assets, (read_manifest(assets) or set()) | set(planned))
+        pictures = [_pair(source, output, assets) for source, output in shown]
+    page = render_page(rows, pictures, out_dir, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+                       no_pictures=refused)
     path = write_text_atomic(out_dir / PAGE_NAME, page)
-    _prune(assets, {name for pair in pictures for name in pair if name})
+    if refused is None:
+        prune(assets, {name for pair in pictures for name in pair if name})
     logger.info("report page %s", path)
     return path
 
@@ -70,13 +104,19 @@ def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     state), in the order inputs first appear."""
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
-        latest[str(record.get("input"))] = record
+        latest[str(record_path(record) or record.get("input"))] = record
     return list(latest.values())
 
 
 def row_kind(record: dict[str, Any]) -> str:
-    """The record's status, or ``warned`` for a restored file that raised warnings."""
+    """The record's status; for a restored file, ``quieter`` when its speech came out more
+    than ``-QUIETER_DB`` dB quieter than the input's, else ``warned`` when it raised
+    warnings; ``unreadable`` for a line that cannot be shown (``record_problem``)."""
+    if record_problem(record):
+        return "unreadable"
     status = str(record.get("status", "failed"))
+    if status == "ok" and (record.get("speech_change_db") or 0.0) < QUIETER_DB:
+        return "quieter"
     if status == "ok" and record.get("warnings"):
         return "warned"
     return status
@@ -95,25 +135,37 @@ def href(path: str | os.PathLike, out_dir: str | os.PathLike) -> str:
     for base in dict.fromkeys([os.path.abspath(out_dir), os.path.realpath(out_dir)]):
         for anchor in (base, os.path.dirname(base)):
             if _is_under(target, anchor):
-                return quote(os.path.relpath(target, base).replace(os.sep, "/"), safe="/")
+                # A name that is not UTF-8 keeps its bytes: %E9 for a Latin-1 "é".
+                return quote(os.path.relpath(target, base).replace(os.sep, "/"), safe="/",
+                             errors="surrogateescape")
     return Path(target).as_uri()
 
 
 def render_page(rows: Sequence[dict[str, Any]], pictures: Sequence[tuple[str | None,
-                str | None]], out_dir: str | os.PathLike, *, generated: str) -> str:
+                str | None]], out_dir: str | os.PathLike, *, generated: str,
+                no_pictures: str | None = None) -> str:
     """The whole page: summary, the detailed table (``len(pictures)`` rows, with thumbnails
-    named by ``pictures``), then the plain table of the remaining rows."""
+    named by ``pictures``), then the plain table of the remaining rows. ``no_pictures``: why
+    the page has none (said under the summary)."""
     out_dir = Path(out_dir)
-    names = display_names([str(r.get("input", "")) for r in rows])
+    names = display_names([record_path(r) or str(r.get("input", "")) for r in rows])
+    problems = [row_problem(r, name, out_dir) for r, name in zip(rows, names, strict=True)]
+    for name, problem in zip(names, problems, strict=True):
+        if problem is not None:  # the page is written all the same
+            logger.warning("%s: report line not shown (%s)", escape_text(name), problem)
     detailed = "".join(
-        _detailed_row(record, names[i], pictures[i], out_dir) for i, record in
-        enumerate(rows[:len(pictures)]))
-    plain = "".join(_plain_row(record, names[i], out_dir)
-                    for i, record in enumerate(rows) if i >= len(pictures))
+        _unreadable_row(record, names[i], problems[i], DETAILED_COLUMNS) if problems[i]
+        else _detailed_row(record, names[i], pictures[i], out_dir, off=no_pictures is not None)
+        for i, record in enumerate(rows[:len(pictures)]))
+    plain = "".join(
+        _unreadable_row(record, names[i], problems[i], PLAIN_COLUMNS) if problems[i]
+        else _plain_row(record, names[i], out_dir)
+        for i, record in enumerate(rows) if i >= len(pictures))
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{_e(out_dir.name)}: restore report</title><style>{CSS}</style></head><body>",
-        _summary(rows, out_dir, generated),
+        _summary(rows, problems, out_dir, generated),
+        f"<p class=\"warning\" id=\"no-pictures\">{_e(no_pictures)}</p>" if no_pictures else "",
         "<table id=\"files\" class=\"sortable\"><thead><tr>",
         "".join(_th(*column) for column in DETAILED_COLUMNS),
         f"</tr></thead><tbody>{detailed}</tbody></table>",
@@ -145,13 +197,14 @@ def display_names(inputs: Sequence[str]) -> list[str]:
 
 DETAILED_COLUMNS = [("status", "Status"), ("text", "File"), ("num", "Length (s)"),
                     ("num", "Band (kHz)"), ("num", "SNR (dB)"), ("", "Found"), ("", "Done"),
-                    ("", "Before"), ("", "After"), ("num", "× real time")]
+                    ("num", "Level (dB)"), ("", "Before"), ("", "After"),
+                    ("num", "× real time")]
 PLAIN_COLUMNS = [("status", "Status"), ("text", "File"), ("num", "Length (s)"),
-                 ("", "Outcome"), ("", "Output")]
+                 ("num", "Level (dB)"), ("", "Outcome"), ("", "Output")]
 
 
 def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None, str | None],
-                  out_dir: Path) -> str:
+                  out_dir: Path, *, off: bool = False) -> str:
     kind = row_kind(record)
     channels = record.get("analysis") or []
     bands = [c.get("bandwidth_hz") for c in channels
@@ -168,27 +221,72 @@ def _detailed_row(record: dict[str, Any], name: str, pictures: tuple[str | None,
         _num_cell(snr, "{:.0f}"),
         f"<td class=\"found\">{_found(channels)}</td>",
         f"<td class=\"done\">{_done(record)}</td>",
-        _media_cell(record.get("input"), pictures[0], out_dir, "input"),
-        _media_cell(record.get("output"), pictures[1], out_dir, "output"),
+        _level_cell(record),
+        _media_cell(record_path(record, "input"), pictures[0], out_dir, "input", off),
+        _media_cell(record_path(record, "output"), pictures[1], out_dir, "output", off),
         _num_cell(None if rtf is None else 1 / rtf if rtf > 0 else None, "{:.1f}"),
     ]
     return f"<tr class=\"{_e(kind)}\">{''.join(cells)}</tr>"
 
 
+def row_problem(record: dict[str, Any], name: str, out_dir: Path) -> str | None:
+    """Why ``record`` cannot be shown as a row: ``record_problem``, or any bad value its row
+    meets (None: it can be shown)."""
+    problem = record_problem(record)
+    if problem is None:
+        try:
+            _detailed_row(record, name, (None, None), out_dir)
+        except Exception as exc:  # noqa: BLE001 - any bad value: this row, not the page
+            problem = f"{type(exc).__name__}: {exc}"
+    return problem
+
+
+def _unreadable_row(record: dict[str, Any], name: str, problem: str,
+                    columns: Sequence[tuple[str, str]]) -> str:
+    """A row saying why a report line cannot be shown, a cell per column (the sort script
+    reads every row's cells)."""
+    message = "Done" if columns is DETAILED_COLUMNS else "Outcome"
+    cells = [_status_cell(record, "unreadable"), f"<td class=\"file\" data-v=\"{_e(name)}\">"
+             f"<span class=\"name\">{_e(name)}</span></td>"]
+    for _, label in columns[2:]:
+        cells.append(f"<td class=\"error\">this report line cannot be shown: {_e(problem)}</td>"
+                     if label == message else "<td data-v=\"\"></td>")
+    return f"<tr class=\"unreadable\">{''.join(cells)}</tr>"
+
+
 def _plain_row(record: dict[str, Any], name: str, out_dir: Path) -> str:
-    output = record.get("output")
+    output = record_path(record, "output")
     link = (f"<a href=\"{_e(href(output, out_dir))}\">{_e(Path(output).name)}</a>"
             if output else "")
     outcome = record.get("error") or record.get("reason") or "; ".join(
         (record.get("treatment") or {}).get("reasons") or [])
     return (f"<tr class=\"{_e(row_kind(record))}\">{_status_cell(record, row_kind(record))}"
             f"{_file_cell(record, name)}{_num_cell(record.get('duration_s'), '{:.1f}')}"
-            f"<td>{_e(outcome)}</td><td>{link}</td></tr>")
+            f"{_level_cell(record)}<td>{_e(outcome)}</td><td>{link}</td></tr>")
+
+
+def _level_cell(record: dict[str, Any]) -> str:
+    """The output's level against the input's: its loudest speech (``speech_change_db``)
+    and its mean power (``level_change_db``); flagged when the speech came out quieter than
+    ``QUIETER_DB``; "–" for a record without them (from before they were recorded)."""
+    speech, level = record.get("speech_change_db"), record.get("level_change_db")
+    if speech is None and level is None:
+        return "<td class=\"num\" data-v=\"\">–</td>"
+    main = speech if speech is not None else level
+    lines = [f"{'speech ' if speech is not None else 'mean '}{main:+.1f}"]
+    if speech is not None and level is not None:
+        lines.append(f"<div class=\"small\">mean {level:+.1f}</div>")
+    flagged = speech is not None and speech < QUIETER_DB
+    title = (f" title=\"the speech came out {-speech:.1f} dB quieter than the input's\""
+             if flagged else "")
+    return (f"<td class=\"num{' quieter' if flagged else ''}\" data-v=\"{float(main):.6g}\""
+            f"{title}>{''.join(lines)}</td>")
 
 
 def _status_cell(record: dict[str, Any], kind: str) -> str:
     order = STATUS_ORDER.get(kind, 0)
-    label = "ok, warnings" if kind == "warned" else str(record.get("status", "failed"))
+    label = {"warned": "ok, warnings", "unreadable": "unreadable",
+             "quieter": "ok, quieter"}.get(kind, str(record.get("status", "failed")))
     return f"<td data-v=\"{order}\"><span class=\"badge {_e(kind)}\">{_e(label)}</span></td>"
 
 
@@ -261,25 +359,30 @@ def _done(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _media_cell(path: str | None, picture: str | None, out_dir: Path, what: str) -> str:
+def _media_cell(path: str | None, picture: str | None, out_dir: Path, what: str,
+                off: bool = False) -> str:
     if not path:
         return "<td class=\"media\"></td>"
     link = _e(href(path, out_dir))
     img = (f"<img src=\"{ASSETS_DIR}/{_e(picture)}\" loading=\"lazy\" width=\"{WIDTH}\" "
            f"height=\"{HEIGHT}\" alt=\"spectrogram of the {what}\">" if picture
+           else "<div class=\"nopic\">no pictures: see the note above</div>" if off
            else f"<div class=\"nopic\">no picture: the {what} could not be read</div>")
     return (f"<td class=\"media {what}\">{img}<audio controls preload=\"none\" src=\"{link}\">"
             f"</audio></td>")
 
 
-def _summary(rows: Sequence[dict[str, Any]], out_dir: Path, generated: str) -> str:
-    counts = Counter(row_kind(r) for r in rows)
+def _summary(rows: Sequence[dict[str, Any]], problems: Sequence[str | None], out_dir: Path,
+             generated: str) -> str:
+    counts = Counter("unreadable" if problem else row_kind(r)
+                     for r, problem in zip(rows, problems, strict=True))
+    readable = [r for r, problem in zip(rows, problems, strict=True) if problem is None]
     chips = " ".join(f"<span class=\"badge {_e(k)}\">{_e(k)} {counts[k]}</span>"
                      for k in sorted(counts, key=lambda k: STATUS_ORDER.get(k, 0)))
-    audio_s = sum(float(r.get("duration_s") or 0) for r in rows)
-    work_s = sum(float(r.get("processing_s") or 0) for r in rows)
-    releases = sorted({str(r["checkpoint"]) for r in rows if r.get("checkpoint")})
-    settings = next((r["settings"] for r in reversed(rows) if r.get("settings")), None)
+    audio_s = sum(float(r.get("duration_s") or 0) for r in readable)
+    work_s = sum(float(r.get("processing_s") or 0) for r in readable)
+    releases = sorted({str(r["checkpoint"]) for r in readable if r.get("checkpoint")})
+    settings = next((r["settings"] for r in reversed(readable) if r.get("settings")), None)
     setting_text = ", ".join(f"{k} {v}" for k, v in sorted((settings or {}).items())
                              if v is not None)
     return (f"<h1>Restore report: {_e(out_dir.name)}</h1>"
@@ -287,7 +390,10 @@ def _summary(rows: Sequence[dict[str, Any]], out_dir: Path, generated: str) -> s
             f"<p class=\"small\">{_duration(audio_s)} of audio restored in "
             f"{_duration(work_s)} · release {_e(', '.join(releases) or '–')} · "
             f"{_e(setting_text)} · page made {_e(generated)} from {_e(REPORT_NAME)}. "
-            "Spectrograms: the first 30 s, 0–24 kHz, 80 dB range. Click a column to sort.</p>")
+            "Spectrograms: the first 30 s, 0–24 kHz, 80 dB below the input's peak, input and "
+            "output on that one scale (an output that came out quieter looks darker). Level: "
+            "the output's loudest speech and its mean power against the input's; more than "
+            f"{-QUIETER_DB:g} dB quieter speech is flagged. Click a column to sort.</p>")
 
 
 def _th(kind: str, label: str) -> str:
@@ -295,18 +401,12 @@ def _th(kind: str, label: str) -> str:
     return f"<th{sort}>{_e(label)}</th>"
 
 
-def _thumb(path: str | None, assets: Path) -> str | None:
-    if not path:
-        return None
-    made = ensure_thumbnail(path, assets)
-    return made.name if made is not None else None
-
-
-def _prune(assets: Path, keep: set[str]) -> None:
-    """Remove thumbnails no row shows any more (replaced files, capped rows)."""
-    for path in assets.iterdir():
-        if path.name not in keep and (path.suffix == ".png" or path.name.endswith(".part")):
-            path.unlink(missing_ok=True)
+def _pair(source: str | None, output: str | None, assets: Path) -> tuple[str | None,
+                                                                       str | None]:
+    """The thumbnail names of an input and its output, on the input's scale."""
+    made_source, made_output = ensure_pair(source or None, output or None, assets)
+    return (None if made_source is None else made_source.name,
+            None if made_output is None else made_output.name)
 
 
 def _duration(seconds: float) -> str:
@@ -323,7 +423,8 @@ def _is_under(path: str, folder: str) -> bool:
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """HTML text of ``value``; bytes of a name that are not UTF-8 shown as ``\\xNN``."""
+    return html.escape("" if value is None else escape_text(str(value)), quote=True)
 
 
 CSS = """
@@ -339,8 +440,10 @@ td.num{text-align:right;white-space:nowrap}
 td.file{min-width:12em;max-width:24em}td.found{min-width:13em}td.done{min-width:15em}
 .badge{display:inline-block;border-radius:3px;padding:1px 6px;color:#fff;background:#2e7d32}
 .badge.failed{background:#c62828}.badge.other{background:#ef6c00}
-.badge.warned{background:#f9a825;color:#222}.badge.skipped,.badge.silent{background:#757575}
-tr.failed td{background:#fdecea}
+.badge.warned{background:#f9a825;color:#222}.badge.quieter{background:#d84315}
+td.quieter{color:#b71c1c;font-weight:600}tr.quieter td{background:#fff3e0}
+.badge.skipped,.badge.silent{background:#757575}
+tr.failed td,tr.unreadable td{background:#fdecea}.badge.unreadable{background:#6a1b9a}
 .flag{display:inline-block;background:#e8eaf6;border-radius:3px;padding:0 4px;margin:1px;
 font-size:11px}
 .error{color:#b71c1c}.warning{color:#8d6e00}

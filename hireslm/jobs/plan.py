@@ -29,7 +29,8 @@ class Job:
 class Unplanned:
     """Something found among the inputs that gets no job: ``status`` is ``failed`` when an
     input is lost to the run (dangling link, unreadable folder), ``skipped`` when it is taken
-    under another name already (a second link to one file or folder)."""
+    under another name already (a second link to one file or folder) or is no input (a link
+    into the output folder)."""
 
     input: Path
     status: str
@@ -69,7 +70,7 @@ def plan_jobs(inputs: Sequence[str | Path], out_dir: str | Path, suffix: str = "
         if not root.is_dir():
             found.setdefault(root, (root, label))
             continue
-        tree = scan_audio(root)
+        tree = scan_audio(root, skip_inside=[out_dir])
         plan.unplanned += [
             Unplanned(p.path, "failed" if p.lost else "skipped", p.reason)
             for p in tree.problems

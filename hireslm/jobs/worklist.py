@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hireslm.audio.errors import AudioError
 from hireslm.audio.io import audio_info
+from hireslm.fileio import part_glob
 from hireslm.jobs.jsonl_report import ReportWriter
 from hireslm.jobs.plan import Job, Unplanned
 from hireslm.jobs.provenance import (
@@ -112,7 +113,7 @@ def run_jobs(
             continue
         # A killed run leaves its temp file; only this job ever writes one for this output
         # (the output folder's lock keeps other runs out).
-        for stale in job.output.parent.glob(f".{job.output.name}.*.part"):
+        for stale in job.output.parent.glob(part_glob(job.output.name)):
             stale.unlink(missing_ok=True)
         early = _channel_warnings(job)
         try:  # taken before it is read: a change while it is restored is seen next time

@@ -4,10 +4,12 @@ real folder (speech, a corrupt file, a silent one), then opened in a real headle
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
 import zlib
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -18,8 +20,10 @@ from release_factory import make_tiny_release
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
+from hireslm.jobs.jsonl_report import REPORT_NAME
 from hireslm.jobs.page import (
     ASSETS_DIR,
+    DETAILED_COLUMNS,
     PAGE_NAME,
     build_html_report,
     href,
@@ -27,7 +31,13 @@ from hireslm.jobs.page import (
     row_key,
     write_html_report,
 )
-from hireslm.jobs.thumbnails import encode_png, palette, quantize, spectrogram_image
+from hireslm.jobs.thumbnails import (
+    MANIFEST_NAME,
+    encode_png,
+    palette,
+    quantize,
+    spectrogram_image,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
 FAST = ["--chunk-seconds", "1.0", "--no-progress"]
@@ -158,15 +168,16 @@ def test_restore_writes_the_page_with_rows_players_and_thumbnails(restored):
         assert (restored / unquote(audio["src"])).is_file()
     assert len(parsed.images) == 6 and all(i["loading"] == "lazy" for i in parsed.images)
     assert all((restored / i["src"]).is_file() for i in parsed.images)
-    assert {p.suffix for p in (restored / ASSETS_DIR).iterdir()} == {".png"}
+    assert {p.name for p in (restored / ASSETS_DIR).iterdir() if p.suffix != ".png"} == {
+        MANIFEST_NAME}
 
 
 def test_a_rerun_reuses_the_thumbnails_and_rebuilds_the_page(restored):
-    made = {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()}
+    made = {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).glob("*.png")}
     page = restored / PAGE_NAME
     page.write_text("stale", encoding="utf-8")
     build_html_report(restored)
-    assert {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).iterdir()} == made
+    assert {p.name: p.stat().st_mtime_ns for p in (restored / ASSETS_DIR).glob("*.png")} == made
     assert len(_parse(page.read_text(encoding="utf-8")).rows) == 4
 
 
@@ -177,7 +188,7 @@ def test_rows_past_the_cap_are_listed_plainly(restored, tmp_path):
     page = (out / PAGE_NAME).read_text(encoding="utf-8")
     detailed, plain = _parse(page), _parse(page, "more-files")
     assert len(detailed.rows) == 2 and len(plain.rows) == 2 and not plain.audio
-    assert len(list((out / ASSETS_DIR).iterdir())) == 2  # the others' thumbnails are gone
+    assert len(list((out / ASSETS_DIR).glob("*.png"))) == 2  # the others' thumbnails are gone
 
 
 def test_a_page_that_cannot_be_written_only_warns(restored, tmp_path, caplog):
@@ -233,3 +244,110 @@ def test_chromium_screenshot_shows_the_spectrograms(restored, tmp_path):
     # The page's own colours hold no purple: these pixels are the spectrograms' ramp.
     purple = (pixels[..., 0] > 70) & (pixels[..., 1] < 50) & (pixels[..., 2] > 70)
     assert purple.sum() > 2000
+
+
+# -- report lines the page cannot trust -------------------------------------------------------
+
+
+def _report(out: Path, records: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_NAME).write_text("".join(json.dumps(r) + "\n" for r in records),
+                                   encoding="utf-8")
+
+
+def test_a_line_of_the_wrong_types_is_one_unreadable_row_and_the_rest_is_shown(tmp_path):
+    out = tmp_path / "out"
+    good = {"input": "/in/good.wav", "output": None, "status": "ok", "duration_s": 2.0}
+    bad = [{"input": "/in/a.wav", "status": "ok", "duration_s": "abc"},
+           {"input": "/in/b.wav", "status": "ok", "analysis": 5},
+           {"input": 5, "status": "ok"},
+           {"input": "/in/c.wav", "status": "ok", "warnings": "not a list"},
+           {"input": "/in/d.wav", "status": "ok", "treatment": {"kept": 3}},  # found rendering
+           {"input": "/in/e.wav", "status": "ok", "analysis": [{"snr_db": "loud"}]}]
+    _report(out, [good, *bad])
+    for max_rows in (10, 1):  # the detailed table and the plain one
+        build_html_report(out, max_rows=max_rows)
+        page = (out / PAGE_NAME).read_text(encoding="utf-8")
+        rows = _parse(page).rows + _parse(page, "more-files").rows
+        kinds = Counter(kind for kind, _ in rows)
+        assert kinds == {"unreadable": len(bad), "ok": 1}, kinds
+        unreadable = [cells for kind, cells in rows if kind == "unreadable"]
+        assert all("cannot be shown" in "".join(cells) for cells in unreadable)
+        ok = next(cells for kind, cells in rows if kind == "ok")
+        assert "good.wav" in ok[1] and ok[2].strip() == "2.0"
+    assert "duration_s is not a number" in page
+    assert "2.0 s of audio" in page  # the summary counts what it can read
+
+
+# -- levels: one scale for input and output, and a flag for lost speech --------------------------
+
+
+def _png_indices(path: Path) -> np.ndarray:
+    """The palette indices ``(H, W)`` of a PNG our encoder wrote."""
+    data = path.read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8:start - 4], "big")
+    raw = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8)
+    return raw.reshape(height, width + 1)[:, 1:]
+
+
+@pytest.fixture(scope="module")
+def level_pairs(tmp_path_factory) -> Path:
+    """An output folder whose report has three restored files of one clip: the output at
+    the input's level, one 39 dB quieter, and one from an old record (no level fields)."""
+    root = tmp_path_factory.mktemp("levels")
+    wave, rate = load_audio(sorted(EXAMPLES.glob("*.flac"))[0])
+    clip = resample(wave, rate, 16000)[:, :32000]
+    out = root / "out"
+    records = []
+    for name, gain_db, fields in (
+            ("same", 0.0, {"level_change_db": -0.1, "speech_change_db": 0.2}),
+            ("quiet", -39.0, {"level_change_db": -39.0, "speech_change_db": -38.6}),
+            ("old", 0.0, {})):
+        save_audio(root / "in" / f"{name}.wav", clip, 16000)
+        output = resample(clip, 16000, 48000) * 10 ** (gain_db / 20)
+        save_audio(out / f"{name}.wav", output, 48000)
+        records.append({"input": str(root / "in" / f"{name}.wav"),
+                        "output": str(out / f"{name}.wav"), "status": "ok",
+                        "duration_s": 2.0, **fields})
+    _report(out, records)
+    build_html_report(out)
+    return out
+
+
+def _row(out: Path, name: str) -> tuple[str, list[str], list[str]]:
+    """(tr class, cell texts, thumbnail paths) of the row of input ``name``."""
+    parser = _parse((out / PAGE_NAME).read_text(encoding="utf-8"))
+    index = next(i for i, (_, cells) in enumerate(parser.rows) if name in cells[1])
+    kind, cells = parser.rows[index]
+    return kind, cells, [i["src"] for i in parser.images[2 * index:2 * index + 2]]
+
+
+def test_input_and_output_thumbnails_share_the_inputs_scale(level_pairs):
+    steps = {}
+    for name in ("same", "quiet"):
+        _, _, (before, after) = _row(level_pairs, name)
+        before, after = (_png_indices(level_pairs / p).astype(float) for p in (before, after))
+        shown = before > 4  # where the input has sound (its band, its speech)
+        steps[name] = (before[shown].mean(), after[shown].mean())
+    same_in, same_out = steps["same"]
+    quiet_in, quiet_out = steps["quiet"]
+    assert abs(same_out - same_in) < 2, steps  # one level, one look, at 16 and at 48 kHz
+    # 39 of the 80 dB shown, in 31 colour steps: about 15 steps darker
+    assert quiet_in - quiet_out > 12, steps
+    assert quiet_in == same_in
+
+
+def test_the_level_change_is_shown_and_quieter_speech_is_flagged(level_pairs):
+    kind, cells, _ = _row(level_pairs, "quiet")
+    assert kind == "quieter" and "ok, quieter" in cells[0]  # not a green "ok"
+    level = DETAILED_COLUMNS.index(("num", "Level (dB)"))
+    assert "-38.6" in cells[level] and "-39.0" in cells[level]
+    kind, cells, _ = _row(level_pairs, "same")
+    assert kind == "ok" and "+0.2" in cells[level]
+    kind, cells, _ = _row(level_pairs, "old")  # a record from before the level was kept
+    assert kind == "ok" and cells[level].strip() == "–"
+    page = (level_pairs / PAGE_NAME).read_text(encoding="utf-8")
+    assert "39 dB quieter" not in page and "38.6 dB quieter than the input" in page
+    assert "ok, quieter 1" not in page and "quieter 1" in page  # counted in the summary
