@@ -176,7 +176,7 @@ def load_audio(path: str | os.PathLike, *, check: bool = True,
     path = Path(path)
     _check_can_read(path)
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(os.fsencode(path))  # bytes: any name the file system holds
     except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
         wave, sample_rate = av_read(path, stream=stream)
     else:
@@ -229,7 +229,7 @@ def iter_audio_blocks(
         raise ValueError("overlap_frames must be smaller than block_frames")
     _check_can_read(path)
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(os.fsencode(path))  # bytes: any name the file system holds
     except Exception:  # noqa: BLE001 - not for libsndfile: FFmpeg may read it
         yield from av_blocks(path, block_frames, overlap_frames, stream=stream)
         return
@@ -314,7 +314,8 @@ def atomic_audio_writer(
             raise AudioWriteError(f"{path}: cannot write: {reason}", exc.errno) from exc
         try:
             handle = sf.SoundFile(
-                tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype, format=fmt)
+                os.fsencode(tmp), "w", samplerate=sample_rate, channels=channels,
+                subtype=subtype, format=fmt)
         except sf.LibsndfileError as exc:
             raise _write_error(path, exc) from exc
         try:

@@ -38,7 +38,9 @@ class SoundInfo(sf._SoundFileInfo):
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(str(path), verbose=False)
+        # bytes: a name that is not UTF-8 (a Latin-1 archive) opens as the file system holds it
+        super().__init__(os.fsencode(path), verbose=False)
+        self.name = str(path)
         self.announced_frames: int | None = None
         self.stream_index = 0
         self.audio_streams = 1
@@ -118,7 +120,7 @@ def _count(path: str | os.PathLike) -> int:
     buffer = None
     frames = 0
     try:
-        with sf.SoundFile(str(path)) as handle:
+        with sf.SoundFile(os.fsencode(path)) as handle:
             buffer = np.empty((_COUNT_FRAMES, handle.channels), dtype=np.float32)
             while got := read_into(handle, buffer):
                 frames += got

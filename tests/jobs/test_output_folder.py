@@ -327,9 +327,6 @@ def test_an_output_folder_whose_name_is_not_utf8_gets_its_report_and_page(releas
     assert "restored-\\xe9" in (Path(out) / PAGE_NAME).read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="hireslm/audio/io.py hands soundfile str paths, which "
-                   "it encodes as strict UTF-8: a name that is not UTF-8 cannot be read or "
-                   "written (soundfile takes os.fsencode(path))")
 def test_files_whose_names_are_not_utf8_are_restored(release, speech, tmp_path):
     folder = tmp_path / "in"
     save_audio(folder / "tmp.wav", speech, 16000)
