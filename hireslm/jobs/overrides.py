@@ -24,8 +24,8 @@ import yaml
 
 from hireslm.options import RestoreOptions
 
-PER_FILE = ("denoise", "keep", "atten_limit_db", "min_generated_hz", "num_steps", "strength",
-            "seed")
+PER_FILE = ("denoise", "keep", "atten_limit_db", "min_generated_hz", "complete_band_hz",
+            "num_steps", "strength", "seed")
 
 
 class Overrides:

@@ -297,7 +297,8 @@ class RestorationPipeline:
             treatment = decide_treatment(  # 2.
                 list(analysis.channel_analysis), options.keep, frames=analysis.frames_48k,
                 can_recover=self.wave_recovery is not None, denoise=options.denoise,
-                min_generated_hz=options.min_generated_hz)
+                min_generated_hz=options.min_generated_hz,
+                complete_band_hz=options.complete_band_hz)
             blocks = self._restored_blocks(source, analysis, gain_db, headroom_db, options,
                                            treatment, account, credit)
         return Restoration(_finished(blocks, account, start), account, sr)

@@ -53,6 +53,7 @@ class Treatment:
     denoise: str = "auto"
     segments: tuple[dict[str, Any], ...] = field(default=())
     min_generated_hz: float = 0.0
+    complete_band_hz: float = math.inf
 
     def after_recovery(self, before: Sequence[ChannelAnalysis],
                        after: Sequence[ChannelAnalysis], recovered_share: Sequence[float],
@@ -68,14 +69,15 @@ class Treatment:
         cutoffs = self.keep_below_hz
         if cutoffs is not None:
             measured = [(a if use else b) for a, b, use in zip(after, before, used, strict=True)]
-            cutoffs = _cutoffs(measured, self.min_generated_hz)
+            cutoffs = _cutoffs(measured, self.min_generated_hz, self.complete_band_hz)
             for channel, (old, new) in enumerate(zip(self.keep_below_hz, cutoffs, strict=True)):
                 if used[channel] and old != new:
                     reasons.append(f"channel {channel}: band re-measured after recovery: "
                                    f"{_hz(new)} (the input read {_hz(old)})")
         generate = self.keep_below_hz is None or any(math.isfinite(c) for c in cutoffs)
         reasons.extend(_band_reasons(cutoffs, generate, measured if cutoffs is not None
-                                     else before, used, self.min_generated_hz))
+                                     else before, used, self.min_generated_hz,
+                                     self.complete_band_hz))
         return replace(self, generate=generate, keep_below_hz=cutoffs, reasons=tuple(reasons),
                        segments=tuple(segments))
 
@@ -111,13 +113,15 @@ def decide_treatment(
     frames: int | None = None,
     denoise: str = "auto",
     min_generated_hz: float = 0.0,
+    complete_band_hz: float = math.inf,
 ) -> Treatment:
     """Step 1: whether recovery is tried, and the cutoffs the input shows, from its channels'
     analysis. ``can_recover`` is False when the release has no waveform recovery; ``frames``
     is the file's length in 48 kHz samples (a file shorter than ``MIN_FRAMES`` is kept as it
     is). Without recovery this is the whole decision; with it, ``after_recovery`` ends it.
     A band is generated from a channel's cutoff, or from ``min_generated_hz`` where that is
-    higher (between the two the input is kept as it is).
+    higher (between the two the input is kept as it is), and not at all for a channel whose
+    band reaches ``complete_band_hz``.
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
@@ -142,29 +146,38 @@ def decide_treatment(
         reasons.append("fully generative (--keep none)")
         return Treatment(recover=recover, generate=True, keep_below_hz=None,
                          reasons=tuple(reasons), denoise=denoise)
-    cutoffs = _cutoffs(channels, min_generated_hz)
+    cutoffs = _cutoffs(channels, min_generated_hz, complete_band_hz)
     generate = any(math.isfinite(c) for c in cutoffs)
     if not recover:
         reasons.extend(_band_reasons(cutoffs, generate, channels, [False] * len(channels),
-                                     min_generated_hz))
+                                     min_generated_hz, complete_band_hz))
     return Treatment(recover=recover, generate=generate, keep_below_hz=cutoffs,
-                     reasons=tuple(reasons), denoise=denoise, min_generated_hz=min_generated_hz)
+                     reasons=tuple(reasons), denoise=denoise, min_generated_hz=min_generated_hz,
+                     complete_band_hz=complete_band_hz)
 
 
-def _cutoffs(channels: Sequence[ChannelAnalysis], floor_hz: float) -> tuple[float, ...]:
+def _cutoffs(channels: Sequence[ChannelAnalysis], floor_hz: float,
+             complete_hz: float) -> tuple[float, ...]:
     """Where each channel's generated band starts: its measured cutoff, but no lower than
-    ``floor_hz``; ``inf`` for a channel whose band is complete."""
-    return tuple(max(c.bandwidth_hz, floor_hz) if c.flags.band_limited else math.inf
+    ``floor_hz``; ``inf`` for a channel whose band is complete (not band-limited, or
+    reaching ``complete_hz``)."""
+    return tuple(max(c.bandwidth_hz, floor_hz)
+                 if c.flags.band_limited and c.bandwidth_hz < complete_hz else math.inf
                  for c in channels)
 
 
 def _band_reasons(cutoffs: Sequence[float] | None, generate: bool,
                   channels: Sequence[ChannelAnalysis], recovered: Sequence[bool],
-                  floor_hz: float) -> list[str]:
+                  floor_hz: float, complete_hz: float = math.inf) -> list[str]:
     reasons = []
     if cutoffs is not None:
         reasons.append("band-limited: generated the band above the cutoff" if generate
                        else "full band: kept")
+        high = [c.bandwidth_hz for c in channels
+                if c.flags.band_limited and c.bandwidth_hz >= complete_hz]
+        if high:
+            reasons.append(f"the band reaches {min(high):.0f} Hz: kept as complete, nothing "
+                           f"generated (--complete-band-hz {complete_hz:.0f})")
         raised = [c.bandwidth_hz for c in channels
                   if c.flags.band_limited and c.bandwidth_hz < floor_hz]
         if raised:

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -191,9 +193,28 @@ class DeepFilterNet3Recovery:
         self.warmup = round(warmup_seconds * SAMPLE_RATE)
         self.guard_db = None if guard_db is None else float(guard_db)
         self.hold = round(guard_seconds * SAMPLE_RATE)
+        self._spare_lock = threading.Lock()
+        self._maker: ThreadPoolExecutor | None = None
+        self._spare: Future[DeepFilterRuntime] | None = None  # the next state, being made
 
     def open_runtime(self) -> DeepFilterRuntime:
-        """A fresh model state for one channel."""
+        """A fresh model state for one channel.
+
+        Making one takes libDF about 0.2 s (it unpacks and plans the model); over a folder
+        of short clips that was most of the denoiser's time. So the next state is made in a
+        background thread while this one works (ctypes lets go of the GIL in libDF, so on
+        two cores the two run at once); a state that was never used is as fresh as a new
+        one, so outputs do not change.
+        """
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+            if self._maker is None:
+                self._maker = ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="deepfilternet")
+            self._spare = self._maker.submit(DeepFilterRuntime, self.atten_lim_db,
+                                             self.post_filter_beta)
+        if spare is not None:
+            return spare.result()
         return DeepFilterRuntime(self.atten_lim_db, self.post_filter_beta)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
