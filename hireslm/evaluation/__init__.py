@@ -4,8 +4,8 @@
     evaluation = evaluate_dirs("testset/clean", "restored/noise_5db")
     write_reports(evaluation, "restored/noise_5db/evaluation")
 
-Metrics (``metrics``, ``dnsmos``), pairing and loading (``pairs``), scoring (``evaluate``),
-reports (``report``), spectrogram figures (``plots``). See docs/evaluation.md.
+Metrics (``metrics``, ``dnsmos``, ``visqol``), pairing and loading (``pairs``), scoring
+(``evaluate``), reports (``report``), spectrogram figures (``plots``). See docs/evaluation.md.
 """
 
 from hireslm.evaluation.dnsmos import DnsmosScorer
@@ -33,6 +33,7 @@ from hireslm.evaluation.pairs import (
     match_files,
 )
 from hireslm.evaluation.report import markdown_table, summarise, write_reports
+from hireslm.evaluation.visqol import VisqolScorer
 
 __all__ = [
     "METRICS",
@@ -55,5 +56,6 @@ __all__ = [
     "score_signals",
     "si_sdr",
     "summarise",
+    "VisqolScorer",
     "write_reports",
 ]

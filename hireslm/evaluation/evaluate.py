@@ -25,6 +25,7 @@ from hireslm.evaluation.metrics import (
     si_sdr,
 )
 from hireslm.evaluation.pairs import LoadedPair, Matching, Pair, load_pair, match_files
+from hireslm.evaluation.visqol import VISQOL_RATE, VisqolScorer
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ METRICS: dict[str, tuple[str, ...]] = {
     "si_sdr": ("si_sdr",),
     "pesq": ("pesq",),
     "estoi": ("estoi",),
+    "visqol": ("visqol",),
     "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"),
 }
 # metric name -> the packages it imports (the ``eval`` extra)
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "pesq": ("pesq",),
     "estoi": ("pystoi",),
+    "visqol": ("visqol",),
     "dnsmos": ("speechmos", "onnxruntime", "librosa", "requests"),
 }
 
@@ -104,12 +107,13 @@ def score_signals(
     sample_rate: int,
     options: EvaluationOptions = EvaluationOptions(),
     dnsmos: DnsmosScorer | None = None,
+    visqol: VisqolScorer | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Every chosen metric of one aligned mono pair.
 
     Args:
         reference, estimate: ``(N,)`` at ``sample_rate`` (48 kHz for a full-band LSD).
-        dnsmos: needed when ``"dnsmos"`` is among the metrics.
+        dnsmos, visqol: needed when ``"dnsmos"``, ``"visqol"`` are among the metrics.
     Returns:
         ``{column: value}`` (NaN where undefined) and ``{column: reason}`` for the NaNs.
     """
@@ -123,6 +127,10 @@ def score_signals(
             notes.update({c: str(exc) for c in columns})
 
     chosen = set(options.metrics)
+    if "dnsmos" in chosen and dnsmos is None:
+        raise ValueError("DNSMOS chosen but no DnsmosScorer given")
+    if "visqol" in chosen and visqol is None:
+        raise ValueError("ViSQOL chosen but no VisqolScorer given")
     try:
         check_pair(reference, estimate)
         silence = None
@@ -137,6 +145,9 @@ def score_signals(
                 reference, estimate, sample_rate, (0.0, options.lsd_split_hz)))
         if "si_sdr" in chosen:
             attempt(("si_sdr",), lambda: (si_sdr(reference, estimate),))
+        if "visqol" in chosen:
+            ref48, est48 = (resample(w, sample_rate, VISQOL_RATE) for w in (reference, estimate))
+            attempt(("visqol",), lambda: (visqol(ref48, est48),))
     needs_16k = chosen & {"pesq", "estoi", "dnsmos"}
     est16 = resample(estimate, sample_rate, PESQ_RATE) if needs_16k else None
     if needs_16k - {"dnsmos"} and not silence:
@@ -146,18 +157,19 @@ def score_signals(
         if "estoi" in chosen:
             attempt(("estoi",), lambda: (estoi(ref16, est16),))
     if "dnsmos" in chosen:
-        if dnsmos is None:
-            raise ValueError("DNSMOS chosen but no DnsmosScorer given")
         attempt(METRICS["dnsmos"], lambda: tuple(dnsmos(est16, DNSMOS_RATE).values()))
     return values, notes
 
 
 def score_pair(
-    pair: LoadedPair, options: EvaluationOptions, dnsmos: DnsmosScorer | None = None
+    pair: LoadedPair,
+    options: EvaluationOptions,
+    dnsmos: DnsmosScorer | None = None,
+    visqol: VisqolScorer | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """``score_signals`` per channel of a loaded ``(C, N)`` pair, averaged over channels
     where defined."""
-    per_channel = [score_signals(r, e, pair.sample_rate, options, dnsmos)
+    per_channel = [score_signals(r, e, pair.sample_rate, options, dnsmos, visqol)
                    for r, e in zip(pair.reference, pair.estimate, strict=True)]
     values = {}
     for column in options.columns:
@@ -185,6 +197,7 @@ def evaluate_pairs(
     """
     check_requirements(options.metrics)
     dnsmos = DnsmosScorer(options.dnsmos_fast) if "dnsmos" in options.metrics else None
+    visqol = VisqolScorer() if "visqol" in options.metrics else None
     results = []
     start = time.perf_counter()
     for index, pair in enumerate(pairs, 1):
@@ -204,7 +217,7 @@ def evaluate_pairs(
                 result.status, result.notes["file"] = "error", str(exc)
             else:
                 result.duration_s = loaded.reference.shape[1] / loaded.sample_rate
-                result.metrics, result.notes = score_pair(loaded, options, dnsmos)
+                result.metrics, result.notes = score_pair(loaded, options, dnsmos, visqol)
                 if loaded.trimmed:
                     result.notes["file"] = f"lengths differ by {loaded.trimmed} samples: trimmed"
                 if on_scored is not None:

@@ -26,6 +26,7 @@ HEADERS: dict[str, tuple[str, int]] = {
     "si_sdr": ("SI-SDR (dB) ↑", 1),
     "pesq": ("PESQ-WB ↑", 2),
     "estoi": ("ESTOI ↑", 3),
+    "visqol": ("ViSQOL ↑", 2),
     "dnsmos_sig": ("SIG ↑", 2),
     "dnsmos_bak": ("BAK ↑", 2),
     "dnsmos_ovrl": ("OVRL ↑", 2),
