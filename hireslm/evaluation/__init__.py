@@ -21,6 +21,7 @@ from hireslm.evaluation.evaluate import (
 )
 from hireslm.evaluation.metrics import (
     MetricUndefined,
+    bwe_log_spectral_distances,
     estoi,
     log_spectral_distance,
     pesq_wb,
@@ -44,6 +45,8 @@ __all__ = [
     "FileResult",
     "LengthMismatchError",
     "MetricUndefined",
+    "VisqolScorer",
+    "bwe_log_spectral_distances",
     "estoi",
     "evaluate_dirs",
     "evaluate_pairs",
@@ -56,6 +59,5 @@ __all__ = [
     "score_signals",
     "si_sdr",
     "summarise",
-    "VisqolScorer",
     "write_reports",
 ]
