@@ -20,7 +20,13 @@ import numpy as np
 
 from hireslm.audio.io import AUDIO_EXTENSIONS, load_audio
 from hireslm.audio.resample import resample
-from hireslm.evaluation.evaluate import METRICS, EvaluationOptions, FileResult, evaluate_dirs
+from hireslm.evaluation.evaluate import (
+    DEFAULT_METRICS,
+    METRICS,
+    EvaluationOptions,
+    FileResult,
+    evaluate_dirs,
+)
 from hireslm.evaluation.pairs import CHANNEL_MODES, LoadedPair
 from hireslm.evaluation.plots import plot_spectrograms
 from hireslm.evaluation.report import (
@@ -44,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "mirroring REF_DIR; one table row per kind")
     parser.add_argument("--group-by-folder", action="store_true",
                         help="one table row per first-level sub-folder of REF_DIR")
-    parser.add_argument("--metrics", default=",".join(METRICS),
-                        help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+    parser.add_argument("--metrics", default=None,
+                        help=f"comma-separated subset of {','.join(METRICS)} (default: all; "
+                             "lsd_bwe only with --input or --lsd-cutoff-hz)")
     parser.add_argument("--channels", choices=CHANNEL_MODES, default="mix",
                         help="mix: score the mono mix; each: score channel by channel and "
                              "average (default: mix)")
@@ -54,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "errors (default: 10)")
     parser.add_argument("--lsd-split-hz", type=float, default=4000.0,
                         help="LSD-HF counts the band from here up (default: 4000)")
+    parser.add_argument("--lsd-cutoff-hz", type=float, default=None,
+                        help="lsd_bwe_hf/_lf split here for every file (default: at each "
+                             "file's cutoff, measured from its --input file)")
     parser.add_argument("--dnsmos-fast", action="store_true",
                         help="score clips under 9.01 s in one DNSMOS window instead of the "
                              "reference script's 1 s hops over the doubled clip")
@@ -79,21 +89,27 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", refused)
         return 2
     try:
-        metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+        if args.metrics is not None:
+            metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+        elif args.input_dir is not None or args.lsd_cutoff_hz is not None:
+            metrics = tuple(METRICS)
+        else:
+            metrics = DEFAULT_METRICS
         options = EvaluationOptions(metrics=metrics, channels=args.channels,
                                     length_tolerance_ms=args.length_tolerance_ms,
                                     lsd_split_hz=args.lsd_split_hz,
+                                    lsd_cutoff_hz=args.lsd_cutoff_hz,
                                     dnsmos_fast=args.dnsmos_fast)
         on_scored = _plotter(args, out_dir / "plots") if args.plots else None
         evaluation = evaluate_dirs(args.ref_dir, args.est_dir, options, kinds=args.kinds,
                                    group_by_folder=args.group_by_folder, exclude=[out_dir],
-                                   on_scored=on_scored)
+                                   on_scored=on_scored, degraded_dir=args.input_dir)
         inputs = None
         if args.input_dir is not None:
             logger.info("scoring the inputs in %s against the same references", args.input_dir)
             inputs = evaluate_dirs(args.ref_dir, args.input_dir, options, kinds=args.kinds,
                                    group_by_folder=args.group_by_folder, exclude=[out_dir],
-                                   estimate_name="input file")
+                                   estimate_name="input file", degraded_dir=args.input_dir)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         logger.error("%s", exc)
         return 1

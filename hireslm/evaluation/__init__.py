@@ -4,8 +4,8 @@
     evaluation = evaluate_dirs("testset/clean", "restored/noise_5db")
     write_reports(evaluation, "restored/noise_5db/evaluation")
 
-Metrics (``metrics``, ``dnsmos``), pairing and loading (``pairs``), scoring (``evaluate``),
-reports (``report``), spectrogram figures (``plots``). See docs/evaluation.md.
+Metrics (``metrics``, ``dnsmos``, ``visqol``), pairing and loading (``pairs``), scoring
+(``evaluate``), reports (``report``), spectrogram figures (``plots``). See docs/evaluation.md.
 """
 
 from hireslm.evaluation.dnsmos import DnsmosScorer
@@ -21,6 +21,7 @@ from hireslm.evaluation.evaluate import (
 )
 from hireslm.evaluation.metrics import (
     MetricUndefined,
+    bwe_log_spectral_distances,
     estoi,
     log_spectral_distance,
     pesq_wb,
@@ -33,6 +34,7 @@ from hireslm.evaluation.pairs import (
     match_files,
 )
 from hireslm.evaluation.report import markdown_table, summarise, write_reports
+from hireslm.evaluation.visqol import VisqolScorer
 
 __all__ = [
     "METRICS",
@@ -43,6 +45,8 @@ __all__ = [
     "FileResult",
     "LengthMismatchError",
     "MetricUndefined",
+    "VisqolScorer",
+    "bwe_log_spectral_distances",
     "estoi",
     "evaluate_dirs",
     "evaluate_pairs",

@@ -7,17 +7,22 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from hireslm.analysis.diagnose import DiagnosisThresholds
+from hireslm.audio.bandwidth import estimate_bandwidth
 from hireslm.audio.errors import AudioError
+from hireslm.audio.io import load_audio
 from hireslm.audio.resample import resample
 from hireslm.evaluation.dnsmos import DNSMOS_RATE, DnsmosScorer
 from hireslm.evaluation.metrics import (
     PESQ_RATE,
     MetricUndefined,
+    bwe_log_spectral_distances,
+    bwe_split_bin,
     check_pair,
     estoi,
     log_spectral_distances,
@@ -25,38 +30,53 @@ from hireslm.evaluation.metrics import (
     si_sdr,
 )
 from hireslm.evaluation.pairs import LoadedPair, Matching, Pair, load_pair, match_files
+from hireslm.evaluation.visqol import VISQOL_RATE, VisqolScorer
 
 logger = logging.getLogger(__name__)
 
 # metric name -> the columns it fills (plain dict; order is the report's column order)
 METRICS: dict[str, tuple[str, ...]] = {
     "lsd": ("lsd", "lsd_hf"),
+    "lsd_bwe": ("lsd_bwe", "lsd_bwe_hf", "lsd_bwe_lf"),
     "si_sdr": ("si_sdr",),
     "pesq": ("pesq",),
     "estoi": ("estoi",),
+    "visqol": ("visqol",),
     "dnsmos": ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"),
 }
 # metric name -> the packages it imports (the ``eval`` extra)
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "pesq": ("pesq",),
     "estoi": ("pystoi",),
+    "visqol": ("visqol",),
     "dnsmos": ("speechmos", "onnxruntime", "librosa", "requests"),
 }
+# lsd_bwe_hf/_lf need a cutoff: the default set leaves them out unless one is known
+DEFAULT_METRICS = tuple(m for m in METRICS if m != "lsd_bwe")
+NO_CUTOFF = ("no cutoff: no degraded input file for this reference (--input DIR) and no "
+             "--lsd-cutoff-hz")
 
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    metrics: tuple[str, ...] = tuple(METRICS)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     sample_rate: int = 48000  # both files are resampled to this rate
     channels: str = "mix"  # "mix": mono mix; "each": per channel, then averaged
     length_tolerance_ms: float = 10.0
     lsd_split_hz: float = 4000.0  # lsd_hf counts the bins at and above this frequency
     dnsmos_fast: bool = False  # one window per clip under 9.01 s (see DnsmosScorer)
+    # lsd_bwe_hf/_lf split here for every file; None: at each file's cutoff, measured from its
+    # degraded input (``Pair.degraded``)
+    lsd_cutoff_hz: float | None = None
+    # a measured cutoff at or above this is no band limit: lsd_bwe_hf/_lf undefined
+    band_limited_below_hz: float = DiagnosisThresholds().band_limited_below_hz
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+        if self.lsd_cutoff_hz is not None:
+            bwe_split_bin(self.lsd_cutoff_hz, self.sample_rate)  # raises outside (0, Nyquist)
 
     @property
     def columns(self) -> list[str]:
@@ -80,6 +100,7 @@ class FileResult:
     metrics: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     duration_s: float = math.nan
+    cutoff_hz: float = math.nan  # where lsd_bwe_hf/_lf split (measured or given)
 
 
 @dataclass
@@ -104,12 +125,16 @@ def score_signals(
     sample_rate: int,
     options: EvaluationOptions = EvaluationOptions(),
     dnsmos: DnsmosScorer | None = None,
+    visqol: VisqolScorer | None = None,
+    cutoff_hz: float | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Every chosen metric of one aligned mono pair.
 
     Args:
         reference, estimate: ``(N,)`` at ``sample_rate`` (48 kHz for a full-band LSD).
-        dnsmos: needed when ``"dnsmos"`` is among the metrics.
+        dnsmos, visqol: needed when ``"dnsmos"``, ``"visqol"`` are among the metrics.
+        cutoff_hz: where ``lsd_bwe_hf``/``_lf`` split (the input's cutoff); None:
+            ``options.lsd_cutoff_hz``; without either they are undefined.
     Returns:
         ``{column: value}`` (NaN where undefined) and ``{column: reason}`` for the NaNs.
     """
@@ -123,6 +148,10 @@ def score_signals(
             notes.update({c: str(exc) for c in columns})
 
     chosen = set(options.metrics)
+    if "dnsmos" in chosen and dnsmos is None:
+        raise ValueError("DNSMOS chosen but no DnsmosScorer given")
+    if "visqol" in chosen and visqol is None:
+        raise ValueError("ViSQOL chosen but no VisqolScorer given")
     try:
         check_pair(reference, estimate)
         silence = None
@@ -135,8 +164,17 @@ def score_signals(
         if "lsd" in chosen:
             attempt(METRICS["lsd"], lambda: log_spectral_distances(
                 reference, estimate, sample_rate, (0.0, options.lsd_split_hz)))
+        if "lsd_bwe" in chosen:
+            cutoff = cutoff_hz if cutoff_hz is not None else options.lsd_cutoff_hz
+            attempt(METRICS["lsd_bwe"], lambda: bwe_log_spectral_distances(
+                reference, estimate, sample_rate, cutoff))
+            if cutoff is None:
+                notes.update({c: NO_CUTOFF for c in METRICS["lsd_bwe"][1:]})
         if "si_sdr" in chosen:
             attempt(("si_sdr",), lambda: (si_sdr(reference, estimate),))
+        if "visqol" in chosen:
+            ref48, est48 = (resample(w, sample_rate, VISQOL_RATE) for w in (reference, estimate))
+            attempt(("visqol",), lambda: (visqol(ref48, est48),))
     needs_16k = chosen & {"pesq", "estoi", "dnsmos"}
     est16 = resample(estimate, sample_rate, PESQ_RATE) if needs_16k else None
     if needs_16k - {"dnsmos"} and not silence:
@@ -146,18 +184,20 @@ def score_signals(
         if "estoi" in chosen:
             attempt(("estoi",), lambda: (estoi(ref16, est16),))
     if "dnsmos" in chosen:
-        if dnsmos is None:
-            raise ValueError("DNSMOS chosen but no DnsmosScorer given")
         attempt(METRICS["dnsmos"], lambda: tuple(dnsmos(est16, DNSMOS_RATE).values()))
     return values, notes
 
 
 def score_pair(
-    pair: LoadedPair, options: EvaluationOptions, dnsmos: DnsmosScorer | None = None
+    pair: LoadedPair,
+    options: EvaluationOptions,
+    dnsmos: DnsmosScorer | None = None,
+    visqol: VisqolScorer | None = None,
+    cutoff_hz: float | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """``score_signals`` per channel of a loaded ``(C, N)`` pair, averaged over channels
     where defined."""
-    per_channel = [score_signals(r, e, pair.sample_rate, options, dnsmos)
+    per_channel = [score_signals(r, e, pair.sample_rate, options, dnsmos, visqol, cutoff_hz)
                    for r, e in zip(pair.reference, pair.estimate, strict=True)]
     values = {}
     for column in options.columns:
@@ -169,6 +209,29 @@ def score_pair(
             prefix = f"channel {channel}: " if len(per_channel) > 1 else ""
             notes[column] = "; ".join(filter(None, [notes.get(column), prefix + reason]))
     return values, notes
+
+
+def input_cutoff(pair: Pair, options: EvaluationOptions) -> tuple[float, str | None]:
+    """Where ``lsd_bwe_hf``/``_lf`` split for this pair: ``options.lsd_cutoff_hz``, else the
+    bandwidth of ``pair.degraded`` (``hireslm.audio.estimate_bandwidth``, the -60 dB edge of
+    its long-term spectrum, at its own rate).
+
+    Returns:
+        the cutoff in Hz (NaN when none) and, when the split is undefined, why.
+    """
+    if options.lsd_cutoff_hz is not None:
+        return options.lsd_cutoff_hz, None
+    if pair.degraded is None:
+        return math.nan, NO_CUTOFF
+    try:
+        wave, rate = load_audio(pair.degraded)
+    except AudioError as exc:
+        return math.nan, f"no cutoff: {exc}"
+    cutoff = estimate_bandwidth(wave, rate)
+    if not 0 < cutoff < options.band_limited_below_hz:
+        return cutoff, (f"input not band-limited: measured cutoff {cutoff:.0f} Hz, not in "
+                        f"(0, {options.band_limited_below_hz:.0f}) Hz")
+    return cutoff, None
 
 
 def evaluate_pairs(
@@ -185,6 +248,7 @@ def evaluate_pairs(
     """
     check_requirements(options.metrics)
     dnsmos = DnsmosScorer(options.dnsmos_fast) if "dnsmos" in options.metrics else None
+    visqol = VisqolScorer() if "visqol" in options.metrics else None
     results = []
     start = time.perf_counter()
     for index, pair in enumerate(pairs, 1):
@@ -204,7 +268,14 @@ def evaluate_pairs(
                 result.status, result.notes["file"] = "error", str(exc)
             else:
                 result.duration_s = loaded.reference.shape[1] / loaded.sample_rate
-                result.metrics, result.notes = score_pair(loaded, options, dnsmos)
+                cutoff, why = (input_cutoff(pair, options) if "lsd_bwe" in options.metrics
+                               else (math.nan, None))
+                result.cutoff_hz = cutoff
+                result.metrics, result.notes = score_pair(
+                    loaded, options, dnsmos, visqol, None if why else cutoff)
+                for column in METRICS["lsd_bwe"][1:]:
+                    if why and result.notes.get(column) == NO_CUTOFF:
+                        result.notes[column] = why
                 if loaded.trimmed:
                     result.notes["file"] = f"lengths differ by {loaded.trimmed} samples: trimmed"
                 if on_scored is not None:
@@ -228,18 +299,28 @@ def evaluate_dirs(
     exclude: Iterable[str | Path] = (),
     on_scored: Callable[[FileResult, LoadedPair], None] | None = None,
     estimate_name: str = "restored file",
+    degraded_dir: str | Path | None = None,
 ) -> Evaluation:
     """Score every reference under ``ref_dir`` against its restored file under ``est_dir``
     (or, with ``estimate_name="input file"``, its degraded input).
 
-    See ``hireslm.evaluation.pairs.match_files`` for ``kinds``, ``group_by_folder`` and
-    ``exclude``; ``evaluate_pairs`` for ``on_scored`` and ``estimate_name``.
+    ``degraded_dir`` holds the degraded inputs, mirroring ``ref_dir`` as ``est_dir`` does (per
+    kind with ``kinds``): with ``lsd_bwe``, each file's cutoff is measured from its input
+    (``input_cutoff``). See ``hireslm.evaluation.pairs.match_files`` for ``kinds``,
+    ``group_by_folder`` and ``exclude``; ``evaluate_pairs`` for ``on_scored`` and
+    ``estimate_name``.
     """
+    exclude = [Path(p) for p in exclude]
     matching: Matching = match_files(Path(ref_dir), Path(est_dir), kinds=kinds,
-                                     group_by_folder=group_by_folder,
-                                     exclude=[Path(p) for p in exclude])
+                                     group_by_folder=group_by_folder, exclude=exclude)
     if not matching.pairs:
         raise FileNotFoundError(f"{ref_dir}: no reference audio files")
+    if degraded_dir is not None and "lsd_bwe" in options.metrics:
+        inputs = {(p.group, p.key): p.estimate for p in match_files(
+            Path(ref_dir), Path(degraded_dir), kinds=kinds, group_by_folder=group_by_folder,
+            exclude=exclude).pairs}
+        matching.pairs = [replace(p, degraded=inputs.get((p.group, p.key)))
+                          for p in matching.pairs]
     for path in matching.unmatched:
         logger.warning("%s: no reference with this relative path; not scored", path)
     results = evaluate_pairs(matching.pairs, options, on_scored=on_scored,

@@ -5,6 +5,8 @@ returns a float. Where a metric is undefined for the inputs (silence, too little
 raises ``MetricUndefined`` with the reason; callers record NaN and that reason.
 
 - ``log_spectral_distance``: at the signals' own rate (48 kHz here), so it sees the whole band.
+- ``bwe_log_spectral_distances``: LSD, LSD-HF and LSD-LF split at a cutoff, as the speech
+  band-extension papers compute them (NU-Wave 2, AP-BWE: n_fft 2048, hop 512).
 - ``si_sdr``: scale-invariant SDR (Le Roux et al., 2019), in dB.
 - ``pesq_wb``: ITU-T P.862.2 wide-band PESQ (``pesq`` package), 16 kHz input only.
 - ``estoi``: extended STOI (``pystoi``), computed at 16 kHz here (pystoi works at 10 kHz).
@@ -23,6 +25,8 @@ PESQ_RATE = 16000
 LSD_N_FFT = 2048  # the project's front end: n_fft 2048, hop 480 at 48 kHz
 LSD_HOP = 480
 LSD_EPS = 1e-8  # on |STFT|^2 of unnormalised Hann frames: below a 16-bit noise floor
+BWE_N_FFT = 2048  # NU-Wave 2 and AP-BWE at 48 kHz
+BWE_HOP = 512
 SI_SDR_EPS = 1e-12
 
 
@@ -49,12 +53,15 @@ def check_pair(reference: np.ndarray, estimate: np.ndarray) -> None:
 
 
 def log_power_spectrogram(
-    wave: np.ndarray, n_fft: int = LSD_N_FFT, hop: int = LSD_HOP
+    wave: np.ndarray, n_fft: int = LSD_N_FFT, hop: int = LSD_HOP, *, clamp: bool = False
 ) -> np.ndarray:
     """``log10(|STFT|^2 + eps)`` of a Hann-windowed, centred (reflect-padded) STFT.
 
+    The periodic Hann window, centring and reflect padding of ``torch.stft``'s defaults.
+
     Args:
         wave: ``(N,)``.
+        clamp: ``log10(max(|STFT|^2, eps))`` instead (the band-extension papers' floor).
     Returns:
         ``(n_fft // 2 + 1, T)`` float64, ``T = 1 + N // hop``.
     """
@@ -64,7 +71,8 @@ def log_power_spectrogram(
     padded = np.pad(wave, (pad, pad), mode=mode)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
     spectrum = np.fft.rfft(frames * np.hanning(n_fft + 1)[:-1], axis=-1)
-    return np.log10(np.abs(spectrum.T) ** 2 + LSD_EPS)
+    power = np.abs(spectrum.T) ** 2
+    return np.log10(np.maximum(power, LSD_EPS) if clamp else power + LSD_EPS)
 
 
 def log_spectral_distance(
@@ -109,6 +117,53 @@ def log_spectral_distances(
             raise ValueError(f"min_hz {edge} is above Nyquist ({sample_rate / 2} Hz)")
         distances.append(float(np.mean(np.sqrt(np.mean(diff[band] ** 2, axis=0)))))
     return tuple(distances)
+
+
+def bwe_split_bin(cutoff_hz: float, sample_rate: int, n_fft: int = BWE_N_FFT) -> int:
+    """The first bin of the high band: ``int((n_fft // 2 + 1) * 2 * cutoff_hz / sample_rate)``,
+    NU-Wave 2's ``hf = int(1025 * (sr / 48000))`` for an input at rate ``sr``
+    (bin 341, 7992 Hz, for an 8 kHz cutoff at 48 kHz)."""
+    split = int((n_fft // 2 + 1) * 2 * cutoff_hz / sample_rate)
+    if not 0 < split < n_fft // 2 + 1:
+        raise ValueError(f"cutoff {cutoff_hz} Hz leaves no bins on one side of the split "
+                         f"(0 < cutoff < {sample_rate / 2:g} Hz)")
+    return split
+
+
+def bwe_log_spectral_distances(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    cutoff_hz: float | None = None,
+    *,
+    n_fft: int = BWE_N_FFT,
+    hop: int = BWE_HOP,
+) -> tuple[float, float, float]:
+    """LSD, LSD-HF and LSD-LF as NU-Wave 2 (Han & Lee 2022) and AP-BWE (Lu et al. 2024)
+    compute them at 48 kHz.
+
+    ``L = log10(max(|STFT|^2, 1e-8))`` (periodic Hann, n_fft 2048, hop 512, centred,
+    reflect-padded); LSD = mean over frames of ``sqrt(mean over bins of (L_ref - L_est)^2)``,
+    every frame counted. LSD-HF takes the bins from ``bwe_split_bin(cutoff_hz)`` up, LSD-LF
+    those below. 0 for identical signals; lower is better.
+
+    Args:
+        reference, estimate: ``(N,)`` at ``sample_rate``.
+        cutoff_hz: the input's cutoff; None gives ``(LSD, nan, nan)``.
+    Raises:
+        MetricUndefined: silence. ValueError: a cutoff outside (0, Nyquist).
+    """
+    check_pair(reference, estimate)
+    split = None if cutoff_hz is None else bwe_split_bin(cutoff_hz, sample_rate, n_fft)
+    diff = (log_power_spectrogram(reference, n_fft, hop, clamp=True)
+            - log_power_spectrogram(estimate, n_fft, hop, clamp=True)) ** 2  # (F, T)
+
+    def distance(bins: slice) -> float:
+        return float(np.mean(np.sqrt(np.mean(diff[bins], axis=0))))
+
+    if split is None:
+        return distance(slice(None)), float("nan"), float("nan")
+    return distance(slice(None)), distance(slice(split, None)), distance(slice(None, split))
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

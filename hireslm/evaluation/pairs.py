@@ -46,6 +46,7 @@ class Pair:
     reference: Path
     estimate: Path | None  # None: no restored file found
     problem: str | None = None  # why the pair cannot be scored, besides a missing file
+    degraded: Path | None = None  # the degraded input, whose cutoff lsd_bwe splits at
 
 
 @dataclass

@@ -23,9 +23,13 @@ CSV_NAME, JSON_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.json", "summary.md"
 HEADERS: dict[str, tuple[str, int]] = {
     "lsd": ("LSD ↓", 2),
     "lsd_hf": ("LSD-HF ↓", 2),
+    "lsd_bwe": ("LSD-BWE ↓", 2),
+    "lsd_bwe_hf": ("LSD-BWE-HF ↓", 2),
+    "lsd_bwe_lf": ("LSD-BWE-LF ↓", 2),
     "si_sdr": ("SI-SDR (dB) ↑", 1),
     "pesq": ("PESQ-WB ↑", 2),
     "estoi": ("ESTOI ↑", 3),
+    "visqol": ("ViSQOL ↑", 2),
     "dnsmos_sig": ("SIG ↑", 2),
     "dnsmos_bak": ("BAK ↑", 2),
     "dnsmos_ovrl": ("OVRL ↑", 2),
@@ -95,10 +99,11 @@ def _csv_text(evaluation: Evaluation, inputs: Evaluation | None = None) -> str:
     before = {} if inputs is None else {(r.group, r.key): r for r in inputs.results
                                         if r.status == "ok"}
     extra = [] if inputs is None else [f"input_{c}" for c in columns]
+    cutoff = ["cutoff_hz"] if "lsd_bwe" in evaluation.options.metrics else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "key", "status", *columns, *extra, "duration_s", "reference",
-                     "estimate", "notes"])
+    writer.writerow(["group", "key", "status", *columns, *extra, "duration_s", *cutoff,
+                     "reference", "estimate", "notes"])
     for r in evaluation.results:
         notes = "; ".join(f"{k}: {v}" for k, v in r.notes.items())
         source = before.get((r.group, r.key))
@@ -107,6 +112,7 @@ def _csv_text(evaluation: Evaluation, inputs: Evaluation | None = None) -> str:
         writer.writerow([r.group, r.key, r.status, *(_number(r.metrics[c]) for c in columns),
                          *inputs_cells,
                          "" if math.isnan(r.duration_s) else f"{r.duration_s:.3f}",
+                         *(_number(r.cutoff_hz) for _ in cutoff),
                          r.reference, r.estimate or "", notes])
     return buffer.getvalue()
 
