@@ -9,7 +9,7 @@ Every degraded file of the set is restored the way a user restores a folder
 file (the bare denoiser at the file's own level, ``hireslm.recovery``). All three (input,
 DFN3 alone, default) are scored against the clean reference with the project's evaluation
 (``hireslm.evaluation.score_signals``: LSD full band and above 4 kHz, SI-SDR, PESQ-WB,
-ESTOI, DNSMOS), which shares nothing with the evidence the restore decides on.
+ESTOI, DNSMOS, ViSQOL audio mode), which shares nothing with the evidence the restore decides on.
 
 A file is **never-worse** when its ESTOI is within 0.05 of its input's and, where the
 input's band is intact to 8 kHz (every kind but ``lowpass_4k``/``lowpass_5k5``), its PESQ-WB
@@ -41,7 +41,7 @@ from hireslm.recovery import DeepFilterNet3Recovery
 
 RATE = 48000
 SYSTEMS = ("input", "dfn3", "default")
-COLUMNS = ("pesq", "estoi", "si_sdr", "lsd", "lsd_hf", "dnsmos_ovrl")
+COLUMNS = ("pesq", "estoi", "si_sdr", "lsd", "lsd_hf", "dnsmos_ovrl", "visqol")
 BAND_LIMITED_KINDS = ("lowpass_4k", "lowpass_5k5")
 ESTOI_TOLERANCE = 0.05
 PESQ_TOLERANCE = 0.5
@@ -134,8 +134,8 @@ def table(rows: list[dict], split: str) -> str:
             groups["all"].append(row)
     lines = [f"### {split} sources ({', '.join(sorted({r['source'] for r in groups['all']}))})",
              "", "| kind | files | never-worse DFN3 / default | PESQ-WB in / DFN3 / default | "
-             "ESTOI | SI-SDR | LSD | LSD >4k | DNSMOS | default's worst file (in -> out: "
-             "PESQ, ESTOI) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "ESTOI | SI-SDR | LSD | LSD >4k | DNSMOS | ViSQOL | default's worst file (in -> out: "
+             "PESQ, ESTOI) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind in ["all", *sorted(k for k in groups if k != "all")]:
         s = summarise(groups[kind])
         cells = [" / ".join(_fmt(s[sys_][c]) for sys_ in SYSTEMS) for c in COLUMNS]
