@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overrides", type=Path, default=SETTINGS.overrides,
                         help="YAML mapping file patterns to options for those files, e.g. "
                         "'tapes/a.wav: {denoise: never}' (docs/restoring.md)")
+    parser.add_argument("--stream", type=int, default=SETTINGS.stream,
+                        help="the audio stream to restore of files that have several (0 is "
+                        "the first; default: the file's default stream, else the first with "
+                        "sound; the report names the one read)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-html", action="store_true",
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         settings = jobs.RunSettings(
             release=args.checkpoint, device=args.device, output_format=args.format,
             bit_depth=args.bit_depth, force=args.force, progress=not args.no_progress,
-            html=not args.no_html, overrides=args.overrides)
+            html=not args.no_html, overrides=args.overrides, stream=args.stream)
     except ValueError as exc:
         logger.error("%s", exc)
         return 2

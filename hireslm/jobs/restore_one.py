@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from hireslm.audio.errors import AudioError
 from hireslm.audio.io import atomic_audio_writer, audio_info
+from hireslm.audio.source import FileSource
 from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
 
 if TYPE_CHECKING:  # the signal level brings torch; a job imports it only to restore
@@ -23,6 +24,7 @@ def restore_file(
     subtype: str = "PCM_24",
     on_progress: Callable[[float], None] | None = None,
     comment: str | None = None,
+    stream: int | None = None,
 ) -> RestorationAccount:
     """Restore ``input_path`` into ``output_path`` (48 kHz, channels kept, exact duration).
 
@@ -31,7 +33,9 @@ def restore_file(
     does not grow with the file's length and an interrupted run leaves no partial output.
     ``on_progress(seconds)`` reports input seconds done, adding up to the file's duration,
     also when it fails (the rest is credited then, so a progress bar over many files still
-    ends at 100%); ``comment`` goes into the output's comment tag (what made it).
+    ends at 100%); ``comment`` goes into the output's comment tag (what made it); ``stream``
+    picks the audio stream of a file that has several (0-based; None: the file's default
+    stream, else the first with sound).
 
     Raises:
         AudioError: the input cannot be read, is empty, not finite or out of range; nothing
@@ -51,7 +55,7 @@ def restore_file(
         on_progress(seconds)
 
     try:
-        restoration = pipeline.stream(input_path, options,
+        restoration = pipeline.stream(FileSource(input_path, stream), options,
                                       on_progress=None if on_progress is None else counted)
         with atomic_audio_writer(output_path, restoration.sample_rate, restoration.channels,
                                  subtype=subtype, comment=comment) as out:

@@ -52,7 +52,9 @@ class RunSettings:
     (None: this process's GPU if any, else the CPU); ``output_format`` and ``bit_depth``: the
     files written (``OUTPUT_FORMATS``, ``SUBTYPES``); ``force``: redo outputs that exist,
     also those made otherwise; ``progress``: a progress bar; ``html``: the report page;
-    ``overrides``: a file of per-file options (``hireslm.jobs.overrides``).
+    ``overrides``: a file of per-file options (``hireslm.jobs.overrides``); ``stream``: the
+    audio stream restored of files that have several (0-based; None: each file's default
+    stream, else its first with sound; the report says which was read).
     """
 
     release: Path | None = None
@@ -63,6 +65,7 @@ class RunSettings:
     progress: bool = True
     html: bool = True
     overrides: Path | None = None
+    stream: int | None = None
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -71,6 +74,8 @@ class RunSettings:
         if self.bit_depth not in SUBTYPES:
             raise ValueError(f"bit_depth must be one of {sorted(SUBTYPES)}, got "
                              f"{self.bit_depth!r}")
+        if self.stream is not None and self.stream < 0:
+            raise ValueError(f"stream counts from 0, got {self.stream}")
         if self.output_format == "flac" and self.bit_depth == "float":
             raise ValueError("FLAC holds integer samples only: choose bit depth 16 or 24 "
                              "for FLAC, or WAV for 32-bit float")
@@ -215,7 +220,8 @@ def _restore(found: Plan, output: Path, options: RestoreOptions, overrides: Over
     todo = [job for job in mine if existing[job].state in ("missing", "redo")]
     with _ProgressBar(todo, rank, enabled=settings.progress and rank == 0) as on_progress:
         counts += run_jobs(pipeline, mine, report, settings=per_job, existing=existing,
-                           subtype=subtype, process_index=rank, on_progress=on_progress)
+                           subtype=subtype, process_index=rank, on_progress=on_progress,
+                           stream=settings.stream)
     if world_size > 1:
         lock.mark_done(rank, counts)
         if rank != 0:

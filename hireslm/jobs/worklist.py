@@ -83,6 +83,7 @@ def run_jobs(
     subtype: str = "PCM_24",
     process_index: int = 0,
     on_progress: Callable[[float], None] | None = None,
+    stream: int | None = None,
 ) -> Counter:
     """Restore ``jobs`` one by one; returns counts by status.
 
@@ -120,7 +121,7 @@ def run_jobs(
             made = with_input(provenance, input_fingerprint(job.input))
         except OSError:
             made = provenance  # the restore reports why it cannot be read
-        record.update(_restore_one(pipeline, job, options, subtype, made, on_progress))
+        record.update(_restore_one(pipeline, job, options, subtype, made, on_progress, stream))
         warnings = [*early, *record.get("warnings", [])]
         if found.state == "redo":
             warnings.append(f"replaced: {found.reason}")
@@ -148,11 +149,13 @@ def _channel_warnings(job: Job) -> list[str]:
 
 def _restore_one(pipeline: RestorationPipeline, job: Job, options: RestoreOptions,
                  subtype: str, provenance: dict[str, Any],
-                 on_progress: Callable[[float], None] | None) -> dict[str, Any]:
+                 on_progress: Callable[[float], None] | None,
+                 stream: int | None = None) -> dict[str, Any]:
     """Restore one job; the report fields of its outcome."""
     try:
         result = restore_file(pipeline, job.input, job.output, options, subtype=subtype,
-                              on_progress=on_progress, comment=provenance_comment(provenance))
+                              on_progress=on_progress, comment=provenance_comment(provenance),
+                              stream=stream)
     except (AudioError, OSError, RuntimeError, ValueError) as exc:
         message = str(exc)  # audio errors name the file already
         logger.error("%s", message if str(job.input) in message else f"{job.input}: {message}")

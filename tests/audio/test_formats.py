@@ -238,3 +238,22 @@ def test_a_file_libsndfile_reads_has_one_stream(tmp_path):
                  lambda p: list(iter_audio_blocks(p, 1000, stream=1))):
         with pytest.raises(UnsupportedAudioError, match="stream 1 .*holds 1"):
             read(path)
+
+
+def test_a_restore_says_which_stream_it_read_and_restores_the_one_asked_for(release, tmp_path,
+                                                                            caplog):
+    speech = _speech(16000, 1)
+    (tmp_path / "in").mkdir()
+    _two_streams(tmp_path / "in" / "film.mkv", [np.zeros_like(speech), speech], 16000)
+    for name, flags in {"chosen": [], "asked": ["--stream", "0"]}.items():
+        assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / name),
+                     "--checkpoint", str(release), "--no-progress", "--no-html",
+                     *flags]) == 0
+    chosen, asked = (json.loads((tmp_path / name / "restore_report.jsonl").read_text())
+                     for name in ("chosen", "asked"))
+    assert chosen["status"] == "ok"
+    assert any(w.startswith("audio stream 2 of 2 read") for w in chosen["warnings"])
+    assert asked["status"] == "silent"  # stream 0 is the digital silence
+    assert any("the one asked for" in w for w in asked["warnings"])
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "bad"),
+                 "--checkpoint", str(release), "--stream", "-1"]) == 2

@@ -133,3 +133,20 @@ def test_a_file_that_needs_only_recovery_loads_no_torch(full_band, tmp_path):
     restore_file(eager, tmp_path / "in" / "noisy.wav", tmp_path / "eager.wav")
     np.testing.assert_array_equal(load_audio(tmp_path / "eager.wav")[0],
                                   load_audio(tmp_path / "lazy" / "noisy.wav")[0])
+
+
+def test_float_input_over_full_scale_is_scaled_down_not_flattened(pipeline, reading):
+    loud = (reading / np.abs(reading).max() * 10.0).astype(np.float32)  # peaks +20 dBFS
+    result = pipeline.restore(loud, RestoreOptions(denoise="never"), sample_rate=SR)
+    assert np.abs(result.audio).max() < 1.0
+    assert np.mean(np.abs(result.audio) > 0.9) < 1e-3  # the limiter barely touched it
+    assert any("scaled down" in w for w in result.account.warnings)
+
+
+def test_the_report_says_what_was_done_to_clipped_speech(pipeline, reading):
+    peak = np.abs(reading).max()
+    clipped = np.clip(reading, -0.3 * peak, 0.3 * peak).astype(np.float32)
+    treatment = pipeline.restore(clipped, sample_rate=SR).account.treatment
+    (reason,) = [r for r in treatment["reasons"] if r.startswith("channel 0 clipped")]
+    assert ("recovered" in reason) == (treatment["recovered_share"][0] > 0)
+    assert "kept as they are" in reason
