@@ -35,18 +35,6 @@ FAST = EvaluationOptions(metrics=("lsd", "si_sdr", "pesq", "estoi"))
 FAST_CLI = ["--metrics", "lsd,si_sdr,pesq,estoi"]
 
 
-@pytest.fixture(scope="module")
-def speech(librivox_files) -> np.ndarray:
-    """3 s of real read speech at 48 kHz, ``(N,)``."""
-    wave, rate = load_audio(librivox_files[1])
-    return resample(wave, rate, SR)[0, : 3 * SR]
-
-
-@pytest.fixture(scope="module")
-def wide(speech) -> np.ndarray:
-    """``speech`` with a faint broadband floor: every bin up to 24 kHz carries signal."""
-    floor = 3e-3 * np.random.default_rng(1).standard_normal(speech.shape)
-    return (speech + floor).astype(np.float32)
 
 
 def noisy(wave: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:

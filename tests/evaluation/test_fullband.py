@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hireslm.audio import load_audio, resample, save_audio
+from hireslm.audio import save_audio
 from hireslm.cli.main import main
 from hireslm.data.degradations import DEGRADATIONS
 from hireslm.evaluation import (
@@ -25,18 +25,6 @@ from hireslm.evaluation.metrics import bwe_split_bin
 SR = 48000
 
 
-@pytest.fixture(scope="module")
-def speech(librivox_files) -> np.ndarray:
-    """3 s of real read speech at 48 kHz, ``(N,)`` (a 16 kHz recording: empty above 8 kHz)."""
-    wave, rate = load_audio(librivox_files[1])
-    return resample(wave, rate, SR)[0, : 3 * SR]
-
-
-@pytest.fixture(scope="module")
-def wide(speech) -> np.ndarray:
-    """``speech`` with a faint broadband floor: every bin up to 24 kHz carries signal."""
-    floor = 3e-3 * np.random.default_rng(1).standard_normal(speech.shape)
-    return (speech + floor).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

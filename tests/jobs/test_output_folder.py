@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from release_factory import make_tiny_release
+from tiny_restore import FAST
+from tiny_restore import restore as _restore
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.cli.main import main
@@ -42,7 +44,6 @@ from hireslm.jobs.page import ASSETS_DIR, PAGE_NAME, build_html_report
 from hireslm.jobs.thumbnails import MANIFEST_NAME
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
-FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +128,6 @@ def speech() -> np.ndarray:
     return resample(wave, rate, 16000)[:, 2000:6800]
 
 
-def _restore(release: Path, *args: str) -> int:
-    return main(["restore", *args, "--checkpoint", str(release), *FAST])
 
 
 def _by_name(out: Path) -> dict[str, dict]:

@@ -14,32 +14,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from release_factory import make_tiny_release
+from tiny_restore import restore as _restore
 
-from hireslm.audio import load_audio, resample, save_audio
-from hireslm.cli.main import main
+from hireslm.audio import load_audio, save_audio
 from hireslm.fileio import file_sha256
 from hireslm.jobs.jsonl_report import REPORT_NAME, read_report
 from hireslm.jobs.provenance import TAG, read_provenance
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
-FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return make_tiny_release(tmp_path_factory.mktemp("release"))
 
 
-@pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    """0.6 s of real speech at 16 kHz, ``(1, 9600)``."""
-    wave, rate = load_audio(sorted(EXAMPLES.glob("*.flac"))[0])
-    return resample(wave, rate, 16000)[:, :9600]
-
-
-def _restore(release: Path, *args: str) -> int:
-    return main(["restore", *args, "--checkpoint", str(release), *FAST])
 
 
 def _by_name(out: Path) -> dict[str, dict]:

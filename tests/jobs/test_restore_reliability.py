@@ -17,10 +17,11 @@ import pytest
 import soundfile as sf
 from release_factory import make_tiny_release
 from safetensors.torch import load_file, save_file
+from tiny_restore import FAST
+from tiny_restore import restore as _restore
 
 from hireslm.audio import load_audio, resample, save_audio
 from hireslm.audiotree import distinct_labels, mirror_names, reference_keys, scan_audio
-from hireslm.cli.main import main
 from hireslm.evaluation.pairs import match_files
 from hireslm.fileio import file_sha256
 from hireslm.jobs.jsonl_report import REPORT_NAME, ReportWriter, merge_reports, read_report
@@ -29,23 +30,10 @@ from hireslm.jobs.plan import Job, shard_jobs
 from hireslm.jobs.provenance import read_provenance
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "librivox"
-FAST = ["--chunk-seconds", "1.0", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return make_tiny_release(tmp_path_factory.mktemp("release"))
 
 
-@pytest.fixture(scope="module")
-def speech() -> np.ndarray:
-    """0.6 s of real speech at 16 kHz, ``(1, 9600)``."""
-    wave, rate = load_audio(sorted(EXAMPLES.glob("*.flac"))[0])
-    return resample(wave, rate, 16000)[:, :9600]
-
-
-def _restore(release: Path, *args: str) -> int:
-    return main(["restore", *args, "--checkpoint", str(release), *FAST])
 
 
 def _records(out: Path) -> list[dict]:
