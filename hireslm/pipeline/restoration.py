@@ -351,7 +351,8 @@ class RestorationPipeline:
         band = SignalAnalyzer(sr, channels)
         for block in mixed:
             spool.write(block)
-            band.update(block)
+            with self.times.timed("band again"):
+                band.update(block)
         segments = [_segment_record(start, length, verdicts, sr)
                     for start, length, verdicts in gate.segments]
         treatment = treatment.after_recovery(analysis.channel_analysis, band.result(),
@@ -372,8 +373,12 @@ class RestorationPipeline:
 
     def _judge(self, analysis: InputAnalysis) -> Judge:
         """The per-segment judge of ``--denoise auto`` for this input."""
-        sample_rate = self.audio.sample_rate
-        return lambda dry, wet: verdicts(dry, wet, sample_rate)
+        sample_rate, timed = self.audio.sample_rate, self.times.timed
+
+        def judge(dry: np.ndarray, wet: np.ndarray) -> list:
+            with timed("evidence"):
+                return verdicts(dry, wet, sample_rate)
+        return judge
 
 
 def _segment_record(start: int, length: int, verdicts, sample_rate: int) -> dict[str, Any]:
