@@ -6,7 +6,8 @@
 - ``fill_dropouts``: short gaps inside speech (packet loss, tape damage) found and filled by
   Janssen's iterative AR interpolation (Janssen et al. 1986) from both neighbours; samples
   outside the gaps are kept exactly.
-- ``repair``: both, on an in-memory signal.
+- ``repair``: both, on an in-memory signal; ``LocalRepairer``: both over a stream of
+  blocks with bounded memory and the same output.
 
 See docs/repair.md for the methods, measurements and cost.
 """
@@ -27,6 +28,7 @@ from hireslm.repair.dropouts import (
 )
 from hireslm.repair.local import RepairResult, RepairSettings, repair
 from hireslm.repair.runs import Runs
+from hireslm.repair.stream import LocalRepairer
 
 __all__ = [
     "ClipLevelMeter",
@@ -37,6 +39,7 @@ __all__ = [
     "DropoutResult",
     "DropoutSettings",
     "FillSettings",
+    "LocalRepairer",
     "RepairResult",
     "RepairSettings",
     "Runs",
