@@ -57,14 +57,27 @@ class Runs:
 
     @classmethod
     def concat(cls, parts: Sequence[Runs]) -> Runs:
-        """All runs of ``parts``, re-sorted by channel then start."""
+        """All runs of ``parts`` by channel then start; runs of a channel that overlap or
+        touch become one (a run cut by a region border, or found by two regions)."""
         if not parts:
             return cls()
         channel = np.concatenate([p.channel for p in parts])
         start = np.concatenate([p.start for p in parts])
         stop = np.concatenate([p.stop for p in parts])
         order = np.lexsort((start, channel))
-        return cls(channel[order], start[order], stop[order])
+        channel, start, stop = channel[order], start[order], stop[order]
+        if start.size < 2:
+            return cls(channel, start, stop)
+        out_c, out_a, out_b = [], [], []
+        for c in np.unique(channel):
+            pick = np.flatnonzero(channel == c)
+            reach = np.maximum.accumulate(stop[pick])  # furthest stop so far
+            heads = np.flatnonzero(np.concatenate([[True], start[pick][1:] > reach[:-1]]))
+            tails = np.concatenate([heads[1:], [pick.size]]) - 1
+            out_c.append(channel[pick][heads])
+            out_a.append(start[pick][heads])
+            out_b.append(reach[tails])
+        return cls(np.concatenate(out_c), np.concatenate(out_a), np.concatenate(out_b))
 
     def shifted(self, offset: int) -> Runs:
         """The same runs ``offset`` samples later."""

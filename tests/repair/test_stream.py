@@ -3,6 +3,10 @@ bounded buffers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from hireslm.audio import load_audio
@@ -12,6 +16,7 @@ from hireslm.repair import (
     DropoutRepairSettings,
     LocalRepairer,
     RepairSettings,
+    Runs,
     estimate_clip_levels,
     repair,
 )
@@ -65,3 +70,22 @@ def test_stream_without_clip_levels_only_fills(librivox_files):
     stream = LocalRepairer(1, SR, clip_levels=None)
     out = np.concatenate([stream.push(wave), stream.finish()], axis=1)
     assert np.array_equal(out, wave) and len(stream.clipped) == 0
+
+
+def test_repair_imports_numpy_only():
+    code = ("import sys, hireslm.repair; "
+            "print(sorted(m for m in ('torch', 'scipy', 'soundfile') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "[]"
+
+
+def test_runs_cut_by_region_borders_are_joined():
+    parts = [Runs(np.array([0, 1]), np.array([10, 5]), np.array([20, 8])),
+             Runs(np.array([0, 0]), np.array([20, 40]), np.array([25, 50])),
+             Runs(np.array([0]), np.array([40]), np.array([50]))]
+    runs = Runs.concat(parts)
+    assert runs.channel.tolist() == [0, 0, 1]
+    assert runs.start.tolist() == [10, 40, 5] and runs.stop.tolist() == [25, 50, 8]
+    assert runs.samples == 28
+    assert runs.summary(1000)["longest_ms"] == 15.0
