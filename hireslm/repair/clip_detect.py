@@ -29,6 +29,7 @@ DEFAULT_TOLERANCE = 0.0  # relative; see the module docstring
 DEFAULT_MIN_RUN = 2
 DEFAULT_MIN_CLIPPED = 8  # samples on runs at the extreme before a level counts as clipping
 TOP_KEPT = 64  # largest flat-run magnitudes kept per channel and sign while streaming
+LEVEL_BLOCK = 1 << 20  # samples per block when measuring a whole array
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,13 @@ class ClipLevelMeter:
 
 def estimate_clip_levels(wave: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE,
                          min_clipped: int = DEFAULT_MIN_CLIPPED) -> ClipLevels:
-    """``ClipLevelMeter`` over a whole ``(C, N)`` or ``(N,)`` signal."""
-    x = as_float_2d(wave)
+    """``ClipLevelMeter`` over a whole ``(C, N)`` or ``(N,)`` signal (in blocks, so the
+    float64 copies stay small)."""
+    x = np.asarray(wave)
+    x = x[None, :] if x.ndim == 1 else x
     meter = ClipLevelMeter(x.shape[0], tolerance=tolerance, min_clipped=min_clipped)
-    meter.update(x)
+    for start in range(0, x.shape[-1], LEVEL_BLOCK):
+        meter.update(x[:, start:start + LEVEL_BLOCK])
     return meter.result()
 
 
