@@ -34,7 +34,8 @@ class RestoreOptions:
     quality (docs/results.md); 0 generates from the cutoff. ``complete_band_hz``: a channel
     whose band reaches this high counts as complete and nothing is generated for it (above
     an MP3 cutoff at 12-16 kHz the demo release's generated band lowered ViSQOL from 4.13 to
-    3.85; 24000 generates above any cutoff).
+    3.85; 24000 generates above any cutoff). ``repair``: clipped runs are declipped and
+    short dropouts filled where the first pass finds them (``hireslm.repair``).
     """
 
     num_steps: int | None = None
@@ -51,6 +52,7 @@ class RestoreOptions:
     atten_limit_db: float | None = None
     min_generated_hz: float = 8000.0
     complete_band_hz: float = 12000.0
+    repair: bool = True
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_MODES:

@@ -19,6 +19,7 @@ from hireslm.audio.errors import EmptyAudioError, NonFiniteAudioError, Unsupport
 from hireslm.audio.io import SILENCE_THRESHOLD, check_sample_rate
 from hireslm.audio.loudness import LoudnessMeter
 from hireslm.audio.source import AudioSource, blocks_at
+from hireslm.repair import ClipLevelMeter, ClipLevels, detect_dropouts
 
 # Float files may go past full scale, but not by 60 dB: such samples are a mistake (a wrong
 # scale factor), and restoring them would overflow the level arithmetic.
@@ -38,6 +39,8 @@ class InputAnalysis:
     subtype: str | None = None
     channel_analysis: tuple[ChannelAnalysis, ...] = ()
     warnings: tuple[str, ...] = ()  # what the user should know about the file itself
+    clip_levels: ClipLevels | None = None  # per channel and sign, on the file's own samples
+    dropouts: int = 0  # short gaps inside speech found (``hireslm.repair``), all channels
 
     @property
     def duration_s(self) -> float:
@@ -68,6 +71,8 @@ def analyse_source(
     # clipped plateau into ringing that no longer looks clipped.
     analyzer = SignalAnalyzer(sample_rate, info.channels, native_sample_rate=info.sample_rate,
                               subtype=info.subtype, native_samples=True)
+    clip_meter = ClipLevelMeter(info.channels)
+    dropouts = 0
 
     def check_native(block: np.ndarray) -> None:
         if not np.isfinite(block).all():
@@ -77,6 +82,9 @@ def analyse_source(
                 f"{name}: samples reach {float(np.abs(block).max()):.3g}, over 60 dB past full "
                 "scale: not a recording's level (a wrong scale factor?); rescale the file")
         analyzer.update_native(block)
+        clip_meter.update(block)
+        nonlocal dropouts  # a gap across two blocks is missed: this only says whether to look
+        dropouts += len(detect_dropouts(block, info.sample_rate).start)
 
     peak = 0.0
     count = 0
@@ -95,4 +103,6 @@ def analyse_source(
         subtype=info.subtype,
         channel_analysis=tuple(analyzer.result(thresholds)),
         warnings=source.warnings(),
+        clip_levels=clip_meter.result(),
+        dropouts=dropouts,
     )

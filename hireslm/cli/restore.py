@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complete-band-hz", type=float, default=OPTIONS.complete_band_hz,
                         help="a band reaching this high counts as complete: nothing is "
                         "generated above it (24000: above any cutoff) (default: %(default)s)")
+    parser.add_argument("--no-repair", dest="repair", action="store_false",
+                        help="leave clipped runs and short dropouts as they are (by default "
+                        "they are declipped and filled where found; docs/repair.md)")
     parser.add_argument("--device", default=SETTINGS.device,
                         help="cpu, cuda, cuda:N (default: this process's GPU if any, else cpu)")
     parser.add_argument("--precision", default=OPTIONS.precision, choices=PRECISIONS,
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             overlap_seconds=args.overlap_seconds, batch_size=args.batch_size,
             precision=args.precision, seed=args.seed, strength=args.strength, keep=args.keep,
             denoise=args.denoise, atten_limit_db=args.atten_limit_db,
-            min_generated_hz=args.min_generated_hz, complete_band_hz=args.complete_band_hz)
+            min_generated_hz=args.min_generated_hz, complete_band_hz=args.complete_band_hz,
+            repair=args.repair)
         settings = jobs.RunSettings(
             release=args.checkpoint, device=args.device, output_format=args.format,
             bit_depth=args.bit_depth, force=args.force, progress=not args.no_progress,

@@ -25,7 +25,7 @@ import yaml
 from hireslm.options import RestoreOptions
 
 PER_FILE = ("denoise", "keep", "atten_limit_db", "min_generated_hz", "complete_band_hz",
-            "num_steps", "strength", "seed")
+            "repair", "num_steps", "strength", "seed")
 
 
 class Overrides:

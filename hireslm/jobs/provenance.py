@@ -52,7 +52,7 @@ def make_provenance(release: str, options: RestoreOptions, *, subtype: str) -> d
         "strength": options.strength, "keep": options.keep, "seed": options.seed,
         "denoise": options.denoise, "atten_limit_db": options.atten_limit_db,
         "min_generated_hz": options.min_generated_hz,
-        "complete_band_hz": options.complete_band_hz,
+        "complete_band_hz": options.complete_band_hz, "repair": options.repair,
         "chunk_seconds": options.chunk_seconds, "overlap_seconds": options.overlap_seconds,
         "precision": options.precision, "target_lufs": options.target_lufs,
         "subtype": subtype,

@@ -59,6 +59,7 @@ from hireslm.release import (
     verify_weights,
     weights_path,
 )
+from hireslm.repair.source import RepairedSource
 from hireslm.resources import default_release, missing_release_message
 
 if TYPE_CHECKING:  # torch: loaded with the generative stages, on first need
@@ -290,6 +291,8 @@ class RestorationPipeline:
                 f"the input peaks {20 * math.log10(analysis.peak):+.1f} dB over full scale "
                 f"(float samples): the output is scaled down {headroom_db:.1f} dB as a whole, "
                 "so nothing clips")
+        if not analysis.is_silent and options.repair:
+            source = _with_local_repairs(source, analysis)
         if analysis.is_silent:
             account.warnings.append("input is digital silence; wrote silence")
             blocks = _silence(analysis, int(BLOCK_SECONDS * sr), credit)
@@ -298,7 +301,8 @@ class RestorationPipeline:
                 list(analysis.channel_analysis), options.keep, frames=analysis.frames_48k,
                 can_recover=self.wave_recovery is not None, denoise=options.denoise,
                 min_generated_hz=options.min_generated_hz,
-                complete_band_hz=options.complete_band_hz)
+                complete_band_hz=options.complete_band_hz,
+                declip=isinstance(source, RepairedSource) and source.clip_levels is not None)
             blocks = self._restored_blocks(source, analysis, gain_db, headroom_db, options,
                                            treatment, account, credit)
         return Restoration(_finished(blocks, account, start), account, sr)
@@ -326,6 +330,8 @@ class RestorationPipeline:
         finished = (soft_limit(apply_gain(block, undo)) for block in restored)  # 6.
         yield from check.watch_output(finished, sr)  # 7.
         check.finish()
+        if isinstance(source, RepairedSource):
+            treatment = replace(treatment, reasons=(*treatment.reasons, *source.reasons()))
         account.decision = treatment
         account.treatment = treatment.to_dict(
             self.recovery_name, sr / 2, gate.recovered_share() if treatment.recover else None)
@@ -379,6 +385,17 @@ class RestorationPipeline:
             with timed("evidence"):
                 return verdicts(dry, wet, sample_rate)
         return judge
+
+
+def _with_local_repairs(source: AudioSource, analysis: InputAnalysis) -> AudioSource:
+    """``source`` read through the declipper where the first pass found clipped channels,
+    and the dropout fill where it found short gaps; else ``source`` itself."""
+    clipped = any(c.flags.clipped for c in analysis.channel_analysis)
+    levels = analysis.clip_levels if clipped and analysis.clip_levels is not None \
+        and analysis.clip_levels.any else None
+    if levels is None and analysis.dropouts == 0:
+        return source
+    return RepairedSource(source, levels, dropouts=analysis.dropouts > 0)
 
 
 def _segment_record(start: int, length: int, verdicts, sample_rate: int) -> dict[str, Any]:

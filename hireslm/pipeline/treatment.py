@@ -54,6 +54,7 @@ class Treatment:
     segments: tuple[dict[str, Any], ...] = field(default=())
     min_generated_hz: float = 0.0
     complete_band_hz: float = math.inf
+    declip: bool = False
 
     def after_recovery(self, before: Sequence[ChannelAnalysis],
                        after: Sequence[ChannelAnalysis], recovered_share: Sequence[float],
@@ -77,7 +78,7 @@ class Treatment:
         generate = self.keep_below_hz is None or any(math.isfinite(c) for c in cutoffs)
         reasons.extend(_band_reasons(cutoffs, generate, measured if cutoffs is not None
                                      else before, used, self.min_generated_hz,
-                                     self.complete_band_hz))
+                                     self.complete_band_hz, self.declip))
         return replace(self, generate=generate, keep_below_hz=cutoffs, reasons=tuple(reasons),
                        segments=tuple(segments))
 
@@ -114,6 +115,7 @@ def decide_treatment(
     denoise: str = "auto",
     min_generated_hz: float = 0.0,
     complete_band_hz: float = math.inf,
+    declip: bool = False,
 ) -> Treatment:
     """Step 1: whether recovery is tried, and the cutoffs the input shows, from its channels'
     analysis. ``can_recover`` is False when the release has no waveform recovery; ``frames``
@@ -121,7 +123,8 @@ def decide_treatment(
     is). Without recovery this is the whole decision; with it, ``after_recovery`` ends it.
     A band is generated from a channel's cutoff, or from ``min_generated_hz`` where that is
     higher (between the two the input is kept as it is), and not at all for a channel whose
-    band reaches ``complete_band_hz``.
+    band reaches ``complete_band_hz``. ``declip``: the clipped runs are restored
+    (``hireslm.repair``), which the reasons say.
     """
     if keep not in KEEP_MODES:
         raise ValueError(f"keep must be one of {KEEP_MODES}, got {keep!r}")
@@ -150,10 +153,10 @@ def decide_treatment(
     generate = any(math.isfinite(c) for c in cutoffs)
     if not recover:
         reasons.extend(_band_reasons(cutoffs, generate, channels, [False] * len(channels),
-                                     min_generated_hz, complete_band_hz))
+                                     min_generated_hz, complete_band_hz, declip))
     return Treatment(recover=recover, generate=generate, keep_below_hz=cutoffs,
                      reasons=tuple(reasons), denoise=denoise, min_generated_hz=min_generated_hz,
-                     complete_band_hz=complete_band_hz)
+                     complete_band_hz=complete_band_hz, declip=declip)
 
 
 def _cutoffs(channels: Sequence[ChannelAnalysis], floor_hz: float,
@@ -168,7 +171,8 @@ def _cutoffs(channels: Sequence[ChannelAnalysis], floor_hz: float,
 
 def _band_reasons(cutoffs: Sequence[float] | None, generate: bool,
                   channels: Sequence[ChannelAnalysis], recovered: Sequence[bool],
-                  floor_hz: float, complete_hz: float = math.inf) -> list[str]:
+                  floor_hz: float, complete_hz: float = math.inf,
+                  declipped: bool = False) -> list[str]:
     reasons = []
     if cutoffs is not None:
         reasons.append("band-limited: generated the band above the cutoff" if generate
@@ -187,8 +191,9 @@ def _band_reasons(cutoffs: Sequence[float] | None, generate: bool,
     for channel, (analysis, used) in enumerate(zip(channels, recovered, strict=True)):
         if analysis.flags.clipped:
             done = "recovered, " if used else ""
-            reasons.append(f"channel {channel} clipped: {done}the clipped peaks kept as they "
-                           "are (this release does not repair clipping)")
+            peaks = ("the clipped runs restored (below)" if declipped
+                     else "the clipped peaks kept as they are (--no-repair)")
+            reasons.append(f"channel {channel} clipped: {done}{peaks}")
     return reasons
 
 

@@ -18,6 +18,7 @@ from hireslm.audio import load_audio, resample, save_audio
 from hireslm.data.degradations.codecs import mp3
 from hireslm.data.degradations.filters import lowpass
 from hireslm.data.degradations.noise import colored_noise, mix_at_snr
+from hireslm.evaluation.metrics import log_spectral_distance
 from hireslm.jobs.restore_one import restore_file
 from hireslm.pipeline import RestorationPipeline, RestoreOptions
 
@@ -149,4 +150,25 @@ def test_the_report_says_what_was_done_to_clipped_speech(pipeline, reading):
     treatment = pipeline.restore(clipped, sample_rate=SR).account.treatment
     (reason,) = [r for r in treatment["reasons"] if r.startswith("channel 0 clipped")]
     assert ("recovered" in reason) == (treatment["recovered_share"][0] > 0)
-    assert "kept as they are" in reason
+    assert "clipped runs restored" in reason
+    assert any("A-SPADE" in r for r in treatment["reasons"])
+    kept = pipeline.restore(clipped, RestoreOptions(repair=False), sample_rate=SR)
+    assert any("kept as they are" in r for r in kept.account.treatment["reasons"])
+
+
+def test_clipped_runs_and_dropouts_are_repaired_and_the_rest_kept(pipeline, reading):
+    """Through the whole restore (no denoising, no band generated, so the output is the
+    repaired input): clipped at 30 % of its peak, and 10 ms gaps every 300 ms."""
+    options = RestoreOptions(denoise="never", complete_band_hz=1.0)
+    clean = (0.5 * reading[:, : 3 * SR] / np.abs(reading).max() / 0.3).astype(np.float32)
+    clipped = np.clip(clean, -0.5, 0.5)
+    gapped = clean * 0.45  # peaks at 0.75: under the limiter
+    for start in range(SR // 10, gapped.shape[1] - SR // 100, round(0.3 * SR)):
+        gapped[:, start:start + SR // 100] = 0.0
+    for damaged, kept in ((clipped, np.abs(clipped) < 0.499), (gapped, gapped != 0.0)):
+        result = pipeline.restore(damaged, options, sample_rate=SR)
+        np.testing.assert_allclose(result.audio[kept], damaged[kept], atol=1e-5)
+        reference = clean * (damaged[kept].std() / clean[kept].std())
+        assert _pesq_wb(reference, result.audio) > _pesq_wb(reference, damaged) + 0.3
+        assert log_spectral_distance(reference[0], result.audio[0], SR) < \
+            log_spectral_distance(reference[0], damaged[0], SR)
