@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from hireslm.audio.source import AudioSource, as_source, blocks_at
 from hireslm.audio.stream import BLOCK_SECONDS
 from hireslm.config import plain
 from hireslm.options import DEFAULT_OPTIONS, RestoreOptions
-from hireslm.pipeline.account import RestorationAccount
+from hireslm.pipeline.account import Restoration, RestorationAccount, RestoredAudio
 from hireslm.pipeline.evidence import verdicts
 from hireslm.pipeline.gate import GateStats, Judge, always_recovered, gated_recovery
 from hireslm.pipeline.output_check import OutputCheck
@@ -73,40 +73,6 @@ OPTIONAL_STAGES = ("recovery",)
 PEAK_CEILING = 0.95
 # An output whose loudest speech frames lost more than this against the input's is flagged.
 SPEECH_LOSS_WARNING_DB = 3.0
-
-
-@dataclass
-class RestoredAudio:
-    """``audio`` ``(C, M)`` float32 at ``sample_rate`` (48 kHz), every sample inside (-1, 1),
-    and the ``account`` of what was done."""
-
-    audio: np.ndarray
-    sample_rate: int
-    account: RestorationAccount
-
-
-class Restoration:
-    """A restoration under way: iterate for the output's ``(C, n)`` blocks at
-    ``sample_rate`` (they add up to ``account.output_frames``); ``account`` is complete once
-    they are all read."""
-
-    def __init__(self, blocks: Iterator[np.ndarray], account: RestorationAccount,
-                 sample_rate: int) -> None:
-        self.channels = account.channels
-        self.sample_rate = sample_rate
-        self._blocks = blocks
-        self._account = account
-        self._done = False
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        yield from self._blocks
-        self._done = True
-
-    @property
-    def account(self) -> RestorationAccount:
-        if not self._done:
-            raise RuntimeError("the account is complete once every block has been read")
-        return self._account
 
 
 class RestorationPipeline:
