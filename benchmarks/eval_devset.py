@@ -5,11 +5,12 @@
         [--splits heldout,tune] [--release DIR]
 
 Every degraded file of the set is restored the way a user restores a folder
-(``hireslm.jobs.run`` with the default options), and DeepFilterNet3 is run alone on the same
-file (the bare denoiser at the file's own level, ``hireslm.recovery``). All three (input,
-DFN3 alone, default) are scored against the clean reference with the project's evaluation
-(``hireslm.evaluation.score_signals``: LSD full band and above 4 kHz, SI-SDR, PESQ-WB,
-ESTOI, DNSMOS, ViSQOL audio mode), which shares nothing with the evidence the restore decides on.
+(``hireslm.jobs.run`` with the default options; a rerun finds them done and only scores),
+and DeepFilterNet3 is run alone on the same file (the bare denoiser at the file's own
+level, ``hireslm.recovery``). All three (input, DFN3 alone, default) are scored against the
+clean reference with the project's evaluation (``hireslm.evaluation.score_signals``: LSD
+full band and above 4 kHz, SI-SDR, PESQ-WB, ESTOI, DNSMOS, ViSQOL audio mode), which shares
+nothing with the evidence the restore decides on.
 
 A file is **never-worse** when its ESTOI is within 0.05 of its input's and, where the
 input's band is intact to 8 kHz (every kind but ``lowpass_4k``/``lowpass_5k5``), its PESQ-WB
@@ -35,6 +36,7 @@ import numpy as np
 from hireslm.audio import load_audio, resample
 from hireslm.evaluation.dnsmos import DnsmosScorer
 from hireslm.evaluation.evaluate import EvaluationOptions, score_signals
+from hireslm.evaluation.visqol import VisqolScorer
 from hireslm.fileio import write_json_atomic, write_text_atomic
 from hireslm.jobs import RunSettings, run
 from hireslm.recovery import DeepFilterNet3Recovery
@@ -72,7 +74,7 @@ def evaluate(devset: Path, out: Path, splits: list[str], release: Path | None) -
     records = {Path(r["input"]).name: r for r in map(json.loads, (
         out / "restored" / "restore_report.jsonl").read_text().splitlines())}
     options = EvaluationOptions()
-    dnsmos, recovery = DnsmosScorer(), DeepFilterNet3Recovery()
+    dnsmos, visqol, recovery = DnsmosScorer(), VisqolScorer(), DeepFilterNet3Recovery()
     rows = []
     for entry, path in zip(entries, inputs, strict=True):
         reference = _mono48(devset / entry["reference"])
@@ -82,7 +84,7 @@ def evaluate(devset: Path, out: Path, splits: list[str], release: Path | None) -
             "dfn3": recovery(_mono48(path, reference.size)),
             "default": _mono48(Path(record["output"]), reference.size),
         }
-        scores = {name: score_signals(reference, wave, RATE, options, dnsmos)[0]
+        scores = {name: score_signals(reference, wave, RATE, options, dnsmos, visqol)[0]
                   for name, wave in signals.items()}
         rows.append({
             "id": entry["id"], "kind": entry["kind"], "source": entry["source"],
