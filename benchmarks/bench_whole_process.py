@@ -56,15 +56,19 @@ RATE = 48000
 
 
 def run_process(command: list[str]) -> tuple[float, float]:
-    """Run ``command``; its wall time (s) and peak resident set (MB)."""
+    """Run ``command``; its wall time (s) and peak resident set (MB).
+
+    The peak is GNU time's (``/usr/bin/time -f %M``): a child forked from this process would
+    report this process's own size as its high-water mark, whatever it used after exec."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run(["/usr/bin/time", "-f", "peak_kb %M", *command],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    peak = next(line for line in reversed(done.stderr.splitlines())
+                if line.startswith("peak_kb "))
+    return elapsed, int(peak.split()[1]) / 1024
 
 
 def make_inputs(devset: Path, folder_clips: int, folder: Path) -> dict[str, Path]:
